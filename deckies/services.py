@@ -1,0 +1,249 @@
+"""Writes to deckies and their desired shape (no Docker here: deploying is an operation, see ``operations``).
+
+Creating or editing a decky never touches Docker. Services are validated against the catalogue (unknown or
+fleet-singleton services → 422, bad config → 400) before anything is written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from deckies.catalogue.archetypes import get_archetype
+from deckies.catalogue.distros import distro_for_index, get_distro, random_hostname
+from deckies.catalogue.fields import validate_config
+from deckies.catalogue.fingerprints import all_os_families
+from deckies.catalogue.services import ServiceSpec, get_service, make_custom_service
+from deckies.choices import DEPLOYED_STATES
+from deckies.models import CustomService, Decky, DeckyService, Host, Network
+from decnet_site.exceptions import ConflictError, InvalidInputError, UnprocessableError
+from topology.models import Topology
+
+DEFAULT_NETWORK_NAME = "decnet-lan"
+_rng = random.SystemRandom()
+
+
+def custom_service_specs() -> dict[str, ServiceSpec]:
+    """Bring-your-own services from the database, as catalogue specs keyed by slug."""
+    return {
+        row.slug: make_custom_service(row.slug, row.image, list(row.command), list(row.ports))
+        for row in CustomService.objects.all()
+    }
+
+
+def service_spec(slug: str, custom: Mapping[str, ServiceSpec] | None = None) -> ServiceSpec:
+    """The catalogue entry for ``slug`` (built-in or bring-your-own); raises ``UnknownServiceError`` (422)."""
+    return get_service(slug, custom=custom_service_specs() if custom is None else custom)
+
+
+def validate_decky_services(
+    slugs: Sequence[str], configs: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Check a decky's service list and per-service configs; return ``{slug: validated config}`` in order.
+
+    Raises ``UnknownServiceError`` / :class:`UnprocessableError` (422) for unknown, singleton or duplicate
+    services, ``ConfigValidationError`` (400) for bad config, and :class:`InvalidInputError` for config keyed by a
+    service the decky does not have.
+    """
+    configs = configs or {}
+    if len(set(slugs)) != len(slugs):
+        raise UnprocessableError("a service appears twice in the list")
+    stray = sorted(set(configs) - set(slugs))
+    if stray:
+        raise InvalidInputError(f"config given for services the decky does not have: {', '.join(stray)}")
+    custom = custom_service_specs()
+    validated: dict[str, dict[str, Any]] = {}
+    for slug in slugs:
+        spec = service_spec(slug, custom)
+        if spec.fleet_singleton:
+            raise UnprocessableError(f"{slug} is a fleet_singleton; it runs once per fleet, not per decky")
+        validated[slug] = dict(validate_config(spec.config_schema, configs.get(slug) or {}))
+    return validated
+
+
+def network_get_default() -> Network:
+    """The fleet's default network (a user-defined bridge on ``DECNET_FLEET_SUBNET``), created on first use."""
+    network, _ = Network.objects.get_or_create(
+        name=DEFAULT_NETWORK_NAME, defaults={"subnet": settings.DECNET_FLEET_SUBNET}
+    )
+    return network
+
+
+def allocate_ip(network: ipaddress.IPv4Network, taken: Iterable[str], gateway: str | None = None) -> str:
+    """The first host address of ``network`` not in ``taken`` and not the gateway; 409 when none is left."""
+    reserved = {ipaddress.IPv4Address(ip) for ip in taken}
+    hosts = network.hosts()
+    first = next(hosts, None)
+    gateway_ip = ipaddress.IPv4Address(gateway) if gateway else first
+    reserved.add(gateway_ip)  # type: ignore[arg-type]
+    for candidate in ([first] if first else []) + list(hosts):
+        if candidate not in reserved:
+            return str(candidate)
+    raise ConflictError(f"no free address left in {network}")
+
+
+def _fleet_ip(network: Network, ip: str | None, exclude_pk: int | None = None) -> str:
+    taken_qs = Decky.objects.filter(network=network, topology__isnull=True, ip__isnull=False)
+    if exclude_pk is not None:
+        taken_qs = taken_qs.exclude(pk=exclude_pk)
+    taken = {str(ip) for ip in taken_qs.values_list("ip", flat=True) if ip}
+    if ip is None:
+        return allocate_ip(network.ip_network, taken, network.gateway_address)
+    address = ipaddress.IPv4Address(ip)
+    if address not in network.ip_network or address in (
+        network.ip_network.network_address,
+        network.ip_network.broadcast_address,
+    ):
+        raise InvalidInputError(f"{ip} is not a usable address of network {network.name} ({network.subnet})")
+    if ip == network.gateway_address:
+        raise InvalidInputError(f"{ip} is the gateway of network {network.name}")
+    if ip in taken:
+        raise ConflictError(f"{ip} is already used by another decky on {network.name}")
+    return ip
+
+
+def _check_nmap_os(nmap_os: str) -> None:
+    known = {family.slug for family in all_os_families()}
+    if nmap_os not in known:
+        raise UnprocessableError(f"unknown OS family {nmap_os!r}; known: {', '.join(sorted(known))}")
+
+
+def decky_create(
+    *,
+    name: str,
+    services: Sequence[str] = (),
+    service_config: Mapping[str, Mapping[str, Any]] | None = None,
+    topology: Topology | None = None,
+    network: Network | None = None,
+    host: Host | None = None,
+    hostname: str = "",
+    ip: str | None = None,
+    distro: str | None = None,
+    archetype: str = "",
+    nmap_os: str | None = None,
+    mutate_interval: timedelta | None = None,
+    expected_version: int | None = None,
+    index: int = 0,
+) -> Decky:
+    """Create a decky (fleet when ``topology`` is None) with its services; nothing is deployed.
+
+    The archetype, when given, supplies default services, preferred distro and OS family. A fleet decky gets
+    the default network and the next free IP unless given. A topology decky is a child write of its topology
+    (pending only, ``expected_version`` checked). Raises 400/404/409/422 domain errors on bad input.
+    """
+    arche = get_archetype(archetype) if archetype else None
+    slugs = list(services) or (list(arche.services) if arche else [])
+    if not slugs:
+        raise InvalidInputError("a decky needs at least one service (or an archetype that provides them)")
+    validated = validate_decky_services(slugs, service_config)
+    profile = get_distro(distro) if distro else distro_for_index(arche, index)
+    nmap_os = nmap_os or (arche.nmap_os if arche else "linux")
+    _check_nmap_os(nmap_os)
+    with transaction.atomic():
+        if topology is not None:
+            from topology.services import topology_lock_for_edit
+
+            topology = topology_lock_for_edit(topology.pk, expected_version)
+            network = None
+        else:
+            network = network or network_get_default()
+            ip = _fleet_ip(network, ip)
+        if Decky.objects.filter(name=name, topology=topology).exists():
+            scope = "the fleet" if topology is None else f"topology {topology.name}"
+            raise ConflictError(f"a decky named {name!r} already exists in {scope}")
+        decky = Decky(
+            name=name,
+            topology=topology,
+            network=network,
+            host=host,
+            hostname=hostname or random_hostname(profile.hostname_style, _rng),
+            ip=ip,
+            distro=profile.slug,
+            archetype=archetype,
+            nmap_os=nmap_os,
+            mutate_interval=mutate_interval,
+        )
+        decky.full_clean(validate_constraints=False)
+        try:
+            with transaction.atomic():
+                decky.save()
+        except IntegrityError as exc:
+            raise ConflictError(f"decky {name!r} conflicts with an existing decky (name or IP): {exc}") from exc
+        _replace_services(decky, validated)
+    return decky
+
+
+def _replace_services(decky: Decky, validated: Mapping[str, Mapping[str, Any]]) -> None:
+    decky.services.all().delete()
+    DeckyService.objects.bulk_create(
+        DeckyService(decky=decky, slug=slug, config=dict(config), position=position)
+        for position, (slug, config) in enumerate(validated.items())
+    )
+
+
+DECKY_EDITABLE_FIELDS = frozenset(
+    {"hostname", "ip", "distro", "archetype", "nmap_os", "mutate_interval", "host", "network", "mac_address"}
+)
+
+
+def decky_update(
+    *,
+    decky: Decky,
+    services: Sequence[str] | None = None,
+    service_config: Mapping[str, Mapping[str, Any]] | None = None,
+    expected_version: int | None = None,
+    **fields: Any,
+) -> Decky:
+    """Change a decky's desired shape. Services, when given, replace the list (configs kept unless given).
+
+    A deployed fleet decky may change; the change applies on the next deploy or mutate. A topology decky is a
+    child write (pending topologies only, version-checked).
+    """
+    unknown = set(fields) - DECKY_EDITABLE_FIELDS
+    if unknown:
+        raise InvalidInputError(f"cannot update {', '.join(sorted(unknown))} on a decky")
+    if "distro" in fields:
+        get_distro(fields["distro"])
+    if fields.get("archetype"):
+        get_archetype(fields["archetype"])
+    if "nmap_os" in fields:
+        _check_nmap_os(fields["nmap_os"])
+    with transaction.atomic():
+        if decky.topology_id is not None:
+            from topology.services import topology_lock_for_edit
+
+            topology_lock_for_edit(decky.topology_id, expected_version)
+        if decky.topology_id is None and ("ip" in fields or "network" in fields):
+            network = fields.get("network") or decky.network or network_get_default()
+            fields["network"] = network
+            fields["ip"] = _fleet_ip(network, fields.get("ip", decky.ip), exclude_pk=decky.pk)
+        for key, value in fields.items():
+            setattr(decky, key, value)
+        decky.full_clean(validate_constraints=False)
+        decky.save()
+        if services is not None or service_config is not None:
+            current = {row.slug: row.config for row in decky.services.all()}
+            slugs = list(services) if services is not None else list(current)
+            merged = {slug: (service_config or {}).get(slug, current.get(slug, {})) for slug in slugs}
+            if not slugs:
+                raise InvalidInputError("a decky needs at least one service")
+            _replace_services(decky, validate_decky_services(slugs, merged))
+    return decky
+
+
+def decky_delete(*, decky: Decky, expected_version: int | None = None) -> None:
+    """Delete a decky's record. Refused (409) while it is deployed: tear it down first so no container leaks."""
+    if decky.state in DEPLOYED_STATES:
+        raise ConflictError(f"decky {decky.name!r} is {decky.state}; tear it down before deleting it")
+    with transaction.atomic():
+        if decky.topology_id is not None:
+            from topology.services import topology_lock_for_edit
+
+            topology_lock_for_edit(decky.topology_id, expected_version)
+        decky.delete()

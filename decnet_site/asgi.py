@@ -1,0 +1,8 @@
+"""ASGI entry point for DECNET's control plane."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "decnet_site.settings")
+application = get_asgi_application()
