@@ -247,3 +247,51 @@ def decky_delete(*, decky: Decky, expected_version: int | None = None) -> None:
 
             topology_lock_for_edit(decky.topology_id, expected_version)
         decky.delete()
+
+
+# --- hosts ------------------------------------------------------------------------------------------------------------
+
+HOST_EDITABLE_FIELDS = frozenset({"name", "docker_url", "status"})
+
+
+def _check_host_name(name: str, exclude_pk: Any = None) -> None:
+    clash = Host.objects.filter(name=name)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ConflictError(f"a host named {name!r} already exists")
+
+
+def host_create(*, name: str, docker_url: str, status: str | None = None) -> Host:
+    """Register a Docker engine deckies can be placed on; nothing is contacted. Duplicate name → 409."""
+    host = Host(name=name, docker_url=docker_url)
+    if status:
+        host.status = status
+    with transaction.atomic():
+        _check_host_name(name)
+        host.full_clean()
+        host.save()
+    return host
+
+
+def host_update(*, host: Host, **fields: Any) -> Host:
+    """Rename a host, point it at another engine URL or change its status. Deckies placed on it stay placed."""
+    unknown = set(fields) - HOST_EDITABLE_FIELDS
+    if unknown:
+        raise InvalidInputError(f"cannot update {', '.join(sorted(unknown))} on a host")
+    with transaction.atomic():
+        if "name" in fields:
+            _check_host_name(fields["name"], exclude_pk=host.pk)
+        for key, value in fields.items():
+            setattr(host, key, value)
+        host.full_clean()
+        host.save()
+    return host
+
+
+def host_delete(*, host: Host) -> None:
+    """Forget a host. Refused (409) while deckies are placed on it: move or delete them first."""
+    placed = list(host.deckies.values_list("name", flat=True)[:10])
+    if placed:
+        raise ConflictError(f"deckies are placed on host {host.name!r}: {', '.join(placed)}", deckies=placed)
+    host.delete()

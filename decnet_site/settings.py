@@ -175,6 +175,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" field; name each choice set after its own class.
+    "ENUM_NAME_OVERRIDES": {
+        "LifecycleStatusEnum": "lifecycle.choices.LifecycleStatus",
+        "LifecycleOperationEnum": "lifecycle.choices.LifecycleOperation",
+        "HostStatusEnum": "deckies.choices.HostStatus",
+        "DeckyStateEnum": "deckies.choices.DeckyState",
+        "TopologyStatusEnum": "topology.status.TopologyStatus",
+    },
 }
 
 # --- Task queue (django-q2) ---------------------------------------------------------------------------

@@ -179,7 +179,7 @@ _BUILTINS: tuple[ServiceSpec, ...] = (
              schema=(_string("banner", "Greeting banner", "ProFTPD 1.3.8 Server"),)),
     _builtin("tftp", "TFTP", "TFTP server that records read and write requests.", (69,), "TFTP (UDP)",
              udp_ports=(69,)),
-    _builtin("http", "HTTP", "Web server with optional fake application login pages.", (80, 443), "HTTP/1.1, HTTP/2",
+    _builtin("http", "HTTP", "Web server with optional fake application login pages.", (80,), "HTTP/1.1",
              schema=_http_schema(HTTP_VERSIONS)),
     _builtin("https", "HTTPS", "TLS web server with optional fake application login pages.", (443,),
              "HTTPS (TLS 1.2/1.3)", schema=(*_http_schema(HTTPS_VERSIONS), *_TLS_SCHEMA)),

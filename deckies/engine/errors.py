@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from decnet_site.exceptions import ConflictError, DomainError, InvalidInputError, ServiceUnavailableError
+from decnet_site.exceptions import (
+    ConflictError,
+    DomainError,
+    InvalidInputError,
+    ServiceUnavailableError,
+    UnprocessableError,
+)
 
 
 class EngineError(DomainError):
@@ -47,3 +53,15 @@ class InvalidPathError(InvalidInputError, EngineError):
     """A path for a file drop is not absolute or contains ``..`` (400)."""
 
     code = "invalid_path"
+
+
+class RenderError(UnprocessableError, EngineError):
+    """The desired state cannot be rendered into a compose file (no address, name clash, unknown service) (422)."""
+
+    code = "render_failed"
+
+
+class EngineConfigError(EngineError):
+    """The engine is misconfigured on this machine (e.g. the compose binary cannot be found) (500)."""
+
+    code = "engine_misconfigured"

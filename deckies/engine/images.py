@@ -16,8 +16,10 @@ whose label equals the current hash is reused; anything else is rebuilt. ``force
 families without the layer cache.
 
 Errors are typed: :class:`ImageBuildError` (with the tail of the build log) and
-:class:`~deckies.engine.errors.EngineUnavailableError` when the engine cannot be reached. Builds are serialised
-across processes with a lock file in the data dir; full build logs are kept in ``<data dir>/logs/images/``.
+:class:`~deckies.engine.errors.EngineUnavailableError` when the engine cannot be reached. Builds against one engine
+are serialised across processes (a lock file in the temp dir); full build logs are kept in
+``<data dir>/logs/images/``. After a build, untagged images left by DECNET builds (replaced images, build stages)
+are pruned.
 """
 
 from __future__ import annotations
@@ -172,9 +174,7 @@ def _engine_client() -> docker.DockerClient:
 
 def _unreachable_message(url: str | None, exc: BaseException) -> str:
     where = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    return (
-        f"the Docker engine at {where} is not reachable ({exc}); start it (scripts/setup.sh --engine) and retry"
-    )
+    return f"the Docker engine at {where} is not reachable ({exc}); start it (scripts/setup.sh --engine) and retry"
 
 
 def _ping(client: docker.DockerClient) -> None:
@@ -300,7 +300,8 @@ class _BuildLog:
 
     def fail(self, detail: str) -> ImageBuildError:
         self.write(f"ERROR: {detail}")
-        return ImageBuildError(f"{self.family}: {detail} (full log: {self.path})", family=self.family, log_tail=self.tail)
+        message = f"{self.family}: {detail} (full log: {self.path})"
+        return ImageBuildError(message, family=self.family, log_tail=self.tail)
 
 
 def _run_logged(cmd: Sequence[str | Path], log: _BuildLog, *, timeout: int, what: str) -> None:
@@ -407,12 +408,9 @@ def _build_base(client: docker.DockerClient, *, expected_hash: str, progress: Pr
         mirror = _debian_mirror()
         progress(f"{BASE_FAMILY}: debootstrap {DEBIAN_SUITE} ({DEBOOTSTRAP_VARIANT} + {', '.join(packages)})")
         started = time.monotonic()
+        options = [f"--variant={DEBOOTSTRAP_VARIANT}", f"--include={','.join(packages)}"]
         _run_logged(
-            [debootstrap, f"--variant={DEBOOTSTRAP_VARIANT}", f"--include={','.join(packages)}", DEBIAN_SUITE, rootfs,
-             mirror],
-            log,
-            timeout=DEBOOTSTRAP_TIMEOUT,
-            what="debootstrap",
+            [debootstrap, *options, DEBIAN_SUITE, rootfs, mirror], log, timeout=DEBOOTSTRAP_TIMEOUT, what="debootstrap"
         )
         progress(f"{BASE_FAMILY}: debootstrap done in {time.monotonic() - started:.1f}s; trimming and importing")
         _trim_rootfs(rootfs)
@@ -475,7 +473,7 @@ def find_wheel_python() -> str:
     ``DECNET_WHEEL_PYTHON`` (setting or environment) names one explicitly; otherwise pyenv's 3.11 interpreters,
     ``python3.11`` and ``python3`` on PATH are tried in that order.
     """
-    want = "%d.%d" % IMAGE_PYTHON
+    want = "{}.{}".format(*IMAGE_PYTHON)
     probe = "import sys, pip; print('%d.%d' % sys.version_info[:2])"
     tried: list[str] = []
     for candidate in dict.fromkeys(_wheel_python_candidates()):
@@ -498,7 +496,7 @@ def _wheelhouse(family: str, *, progress: Progress, log: _BuildLog) -> Path | No
     requirements = family_dir(family) / "requirements.txt"
     if not requirements.is_file():
         return None
-    key = hashlib.sha256(requirements.read_bytes() + ("cp%d%d" % IMAGE_PYTHON).encode()).hexdigest()[:16]
+    key = hashlib.sha256(requirements.read_bytes() + "cp{}{}".format(*IMAGE_PYTHON).encode()).hexdigest()[:16]
     cache = _state_dir("cache", "wheels")
     target = cache / f"{family}-{key}"
     if (target / ".complete").is_file():
@@ -509,12 +507,9 @@ def _wheelhouse(family: str, *, progress: Progress, log: _BuildLog) -> Path | No
     started = time.monotonic()
     staging = Path(tempfile.mkdtemp(prefix=f"{family}-", suffix=".partial", dir=cache))
     try:
+        pip_wheel = [python, "-m", "pip", "wheel", "--disable-pip-version-check", "--progress-bar", "off"]
         _run_logged(
-            [python, "-m", "pip", "wheel", "--disable-pip-version-check", "--progress-bar", "off", "--wheel-dir",
-             staging, "-r", requirements],
-            log,
-            timeout=WHEELHOUSE_TIMEOUT,
-            what="pip wheel",
+            [*pip_wheel, "--wheel-dir", staging, "-r", requirements], log, timeout=WHEELHOUSE_TIMEOUT, what="pip wheel"
         )
         (staging / ".complete").write_text(requirements.read_text(encoding="utf-8"), encoding="utf-8")
         shutil.rmtree(target, ignore_errors=True)
@@ -593,8 +588,10 @@ def _ordered_families(families: Sequence[str] | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    with (_state_dir() / "images.lock").open("w") as handle:
+def _build_lock(client: docker.DockerClient) -> Iterator[None]:
+    """Serialise builds against one engine across processes (whatever their data dirs: the engine is shared)."""
+    engine = hashlib.sha256(str(client.api.base_url).encode()).hexdigest()[:12]
+    with (Path(tempfile.gettempdir()) / f"decnet-images-{engine}.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -626,7 +623,7 @@ def build_images(
     _ping(client)
     work = [BASE_FAMILY, *[f for f in requested if f != BASE_FAMILY]]
     results: list[ImageBuildResult] = []
-    with _build_lock():
+    with _build_lock(client):
         base_id: str | None = None
         for family in work:
             ref = image_ref(family)
@@ -665,7 +662,20 @@ def build_images(
             if family == BASE_FAMILY:
                 base_id = result.image_id
             results.append(result)
+        if any(r.built for r in results):
+            _prune_leftovers(client, progress)
     return results
+
+
+def _prune_leftovers(client: docker.DockerClient, progress: Progress) -> None:
+    """Remove untagged images left by DECNET builds (replaced images, build stages); in-use ones stay."""
+    try:
+        pruned = client.images.prune(filters={"dangling": True, "label": FAMILY_LABEL})
+    except DockerException:
+        return
+    freed = int(pruned.get("SpaceReclaimed") or 0)
+    if pruned.get("ImagesDeleted"):
+        progress(f"removed untagged build leftovers ({_format_size(freed)})")
 
 
 def image_status(client: docker.DockerClient | None = None) -> list[ImageStatus]:

@@ -7,14 +7,17 @@ DECNET. ``DECNET_BIND`` (default ``0.0.0.0``) and ``DECNET_PORT_OFFSET`` (added 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .events import warn
 
+_PROCESS_START = time.time()
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -64,6 +67,15 @@ class Settings:
     def short_hostname(self) -> str:
         """The first label of the hostname."""
         return self.hostname.split(".", 1)[0] or "localhost"
+
+    @property
+    def boot_time(self) -> float:
+        """When the decky "booted": 3 to 45 days before this process started, fixed per hostname.
+
+        Uptimes of a few seconds (sysUpTime, SMB2 start time, mongod uptime) would give a fresh honeypot away.
+        """
+        seed = int.from_bytes(hashlib.sha256(self.hostname.encode()).digest()[:4], "big")
+        return _PROCESS_START - 3 * 86400 - seed % (42 * 86400)
 
     @property
     def domain(self) -> str:

@@ -7,6 +7,7 @@ Every line carries ``ts`` (ISO 8601, UTC), ``service``, ``decky``, ``event`` (``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -87,10 +88,8 @@ class EventLog:
     def flush_and_hold(self) -> threading.Lock:
         """Flush, then keep the lock so nothing else writes while the process exits; returns the held lock."""
         self._lock.acquire()
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._stream.flush()
-        except (OSError, ValueError):
-            pass
         return self._lock
 
 

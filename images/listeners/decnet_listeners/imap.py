@@ -108,22 +108,27 @@ class ImapSession:
         self.s.send(tag + b" " + text + b"\r\n")
 
     def do_capability(self, tag: bytes, args: list[bytes]) -> None:
+        """CAPABILITY: the pre-login list."""
         self.s.send(f"* CAPABILITY {self.capabilities()}\r\n".encode())
         self.reply(tag, b"OK Pre-login capabilities listed, post-login capabilities have more.")
 
     def do_noop(self, tag: bytes, args: list[bytes]) -> None:
+        """NOOP."""
         self.reply(tag, b"OK NOOP completed.")
 
     def do_id(self, tag: bytes, args: list[bytes]) -> None:
+        """ID (RFC 2971): Dovecot names itself."""
         self.s.send(b'* ID ("name" "Dovecot")\r\n')
         self.reply(tag, b"OK ID completed.")
 
     def do_logout(self, tag: bytes, args: list[bytes]) -> bool:
+        """LOGOUT: BYE, then hang up."""
         self.s.send(b"* BYE Logging out\r\n")
         self.reply(tag, b"OK Logout completed.")
         return False
 
     def do_starttls(self, tag: bytes, args: list[bytes]) -> None:
+        """STARTTLS when a certificate exists."""
         if self.context is None or self.s.tls:
             self.reply(tag, _BAD)
             return
@@ -131,12 +136,14 @@ class ImapSession:
         self.s.start_tls(self.context)
 
     def do_login(self, tag: bytes, args: list[bytes]) -> None:
+        """LOGIN user password: logged, refused."""
         if len(args) != 2:
             self.reply(tag, b"BAD Error in IMAP command LOGIN: Missing arguments.")
             return
         self.failed_login(tag, "LOGIN", sasl.text(args[0]), sasl.text(args[1]))
 
     def do_authenticate(self, tag: bytes, args: list[bytes]) -> None:
+        """AUTHENTICATE PLAIN/LOGIN (with or without SASL-IR): logged, refused."""
         mechanism = args[0].upper().decode("ascii", "replace") if args else ""
         initial = args[1] if len(args) > 1 else None
         if mechanism == "PLAIN":
@@ -168,8 +175,13 @@ class ImapSession:
         self.reply(tag, b"NO [AUTHENTICATIONFAILED] Authentication failed.")
 
     COMMANDS = {
-        "CAPABILITY": do_capability, "NOOP": do_noop, "ID": do_id, "LOGOUT": do_logout,
-        "STARTTLS": do_starttls, "LOGIN": do_login, "AUTHENTICATE": do_authenticate,
+        "CAPABILITY": do_capability,
+        "NOOP": do_noop,
+        "ID": do_id,
+        "LOGOUT": do_logout,
+        "STARTTLS": do_starttls,
+        "LOGIN": do_login,
+        "AUTHENTICATE": do_authenticate,
     }
 
 

@@ -56,11 +56,15 @@ class Pop3Session:
                 return
 
     def do_capa(self, arg: str) -> None:
+        """CAPA: Dovecot's pre-login capabilities."""
         stls = "STLS\r\n" if self.context is not None and not self.s.tls else ""
-        capabilities = f"CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n{stls}USER\r\nSASL PLAIN LOGIN\r\n"
+        capabilities = (
+            f"CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n{stls}USER\r\nSASL PLAIN LOGIN\r\n"
+        )
         self.s.send(f"+OK\r\n{capabilities}.\r\n".encode())
 
     def do_user(self, arg: str) -> None:
+        """USER: remember the name for PASS."""
         if not arg:
             self.err("USER: Missing argument.")
             return
@@ -68,6 +72,7 @@ class Pop3Session:
         self.ok()
 
     def do_pass(self, arg: str) -> None:
+        """PASS: log the credentials, refuse them."""
         if self.user is None:
             self.err("No username given.")
             return
@@ -75,11 +80,13 @@ class Pop3Session:
         self.user = None
 
     def do_apop(self, arg: str) -> None:
+        """APOP: log the name and digest, refuse."""
         name, _, digest = arg.partition(" ")
         self.s.emit("auth", mechanism="APOP", username=name, digest=digest, success=False)
         self.err("[AUTH] Authentication failed.")
 
     def do_auth(self, arg: str) -> None:
+        """AUTH: list mechanisms, or run PLAIN/LOGIN and refuse."""
         mechanism, _, initial = arg.partition(" ")
         mechanism = mechanism.upper()
         if not mechanism:
@@ -114,6 +121,7 @@ class Pop3Session:
         self.err("[AUTH] Authentication failed.")
 
     def do_stls(self, arg: str) -> None:
+        """STLS when a certificate exists."""
         if self.context is None or self.s.tls:
             self.err("Unknown command.")
             return
@@ -121,11 +129,17 @@ class Pop3Session:
         self.s.start_tls(self.context)
 
     def do_quit(self, arg: str) -> bool:
+        """QUIT."""
         self.ok("Logging out.")
         return False
 
     COMMANDS = {
-        "CAPA": do_capa, "USER": do_user, "PASS": do_pass, "APOP": do_apop, "AUTH": do_auth, "STLS": do_stls,
+        "CAPA": do_capa,
+        "USER": do_user,
+        "PASS": do_pass,
+        "APOP": do_apop,
+        "AUTH": do_auth,
+        "STLS": do_stls,
         "QUIT": do_quit,
     }
 

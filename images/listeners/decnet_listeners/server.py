@@ -7,6 +7,7 @@ per-read timeout, per-line size, per-session bytes and lifetime, and a cap on co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -190,11 +191,17 @@ class RateLimiter:
             return True
 
 
-def _run_session(conn: socket.socket, peer: tuple[str, int], spec: Listener, log: EventLog, slots: Any) -> None:
+def _run_session(
+    conn: socket.socket, peer: tuple[str, int], spec: Listener, log: EventLog, slots: threading.BoundedSemaphore
+) -> None:
     session: Session | None = None
     try:
         log.emit(
-            "connect", src_ip=peer[0], src_port=peer[1], dst_port=spec.port, protocol=spec.protocol or None,
+            "connect",
+            src_ip=peer[0],
+            src_port=peer[1],
+            dst_port=spec.port,
+            protocol=spec.protocol or None,
             tls=True if spec.tls else None,
         )
         if spec.tls is not None:
@@ -209,13 +216,16 @@ def _run_session(conn: socket.socket, peer: tuple[str, int], spec: Listener, log
     finally:
         duration = round(time.monotonic() - session.started, 3) if session else 0.0
         log.emit(
-            "disconnect", src_ip=peer[0], src_port=peer[1], dst_port=spec.port, protocol=spec.protocol or None,
-            duration=duration, bytes_in=session.bytes_in if session else 0,
+            "disconnect",
+            src_ip=peer[0],
+            src_port=peer[1],
+            dst_port=spec.port,
+            protocol=spec.protocol or None,
+            duration=duration,
+            bytes_in=session.bytes_in if session else 0,
         )
-        try:
+        with contextlib.suppress(OSError):
             (session.sock if session else conn).close()
-        except OSError:
-            pass
         slots.release()
 
 

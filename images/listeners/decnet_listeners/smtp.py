@@ -62,8 +62,18 @@ DIALECTS: dict[str, Dialect] = {
     "postfix": Dialect(
         greeting="{host} ESMTP Postfix (Debian/GNU)",
         ehlo_first="{host}",
-        extensions=("PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "STARTTLS", "AUTH PLAIN LOGIN",
-                    "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8"),
+        extensions=(
+            "PIPELINING",
+            "SIZE 10240000",
+            "VRFY",
+            "ETRN",
+            "STARTTLS",
+            "AUTH PLAIN LOGIN",
+            "ENHANCEDSTATUSCODES",
+            "8BITMIME",
+            "DSN",
+            "SMTPUTF8",
+        ),
         ok="250 2.0.0 Ok",
         mail_ok="250 2.1.0 Ok",
         rcpt_ok="250 2.1.5 Ok",
@@ -91,11 +101,25 @@ DIALECTS: dict[str, Dialect] = {
         need_helo="503 HELO or EHLO required",
     ),
     "sendmail": Dialect(
-        greeting=("{host} ESMTP Sendmail 8.17.1.9/8.17.1.9/Debian-2+deb12u2; {date}; "
-                  "(No UCE/UBE) logging access from: [{ip}]-may be forged"),
+        greeting=(
+            "{host} ESMTP Sendmail 8.17.1.9/8.17.1.9/Debian-2+deb12u2; {date}; "
+            "(No UCE/UBE) logging access from: [{ip}]-may be forged"
+        ),
         ehlo_first="{host} Hello [{ip}], pleased to meet you",
-        extensions=("ENHANCEDSTATUSCODES", "PIPELINING", "EXPN", "VERBS", "8BITMIME", "SIZE", "DSN", "ETRN",
-                    "AUTH LOGIN PLAIN", "STARTTLS", "DELIVERBY", "HELP"),
+        extensions=(
+            "ENHANCEDSTATUSCODES",
+            "PIPELINING",
+            "EXPN",
+            "VERBS",
+            "8BITMIME",
+            "SIZE",
+            "DSN",
+            "ETRN",
+            "AUTH LOGIN PLAIN",
+            "STARTTLS",
+            "DELIVERBY",
+            "HELP",
+        ),
         ok="250 2.0.0 OK",
         mail_ok="250 2.1.0 <{addr}>... Sender ok",
         rcpt_ok="250 2.1.5 <{addr}>... Recipient ok",
@@ -159,8 +183,7 @@ class SmtpSession:
             handler = self.COMMANDS.get(verb)
             if handler is None:
                 self.fail(self.dialect.unknown)
-                continue
-            if handler(self, arg.strip()) is False:
+            elif handler(self, arg.strip()) is False:
                 return
             if self.errors >= MAX_ERRORS:
                 self.reply(f"421 4.7.0 {self.host} Error: too many errors")
@@ -173,6 +196,7 @@ class SmtpSession:
         self.reply(self.fmt(line, **extra))
 
     def do_helo(self, arg: str) -> None:
+        """HELO: greet back, reset the envelope."""
         if not arg:
             self.fail("501 Syntax: HELO hostname")
             return
@@ -180,6 +204,7 @@ class SmtpSession:
         self.reply(f"250 {self.host}")
 
     def do_ehlo(self, arg: str) -> None:
+        """EHLO: the MTA's extension list."""
         if not arg:
             self.fail("501 Syntax: EHLO hostname")
             return
@@ -190,6 +215,7 @@ class SmtpSession:
         self.s.send(body.encode())
 
     def do_starttls(self, arg: str) -> None:
+        """STARTTLS when a certificate exists; the session restarts as after the greeting."""
         if self.context is None or self.s.tls:
             self.fail(self.dialect.unknown)
             return
@@ -198,6 +224,7 @@ class SmtpSession:
         self.helo, self.envelope = None, _Envelope()
 
     def do_auth(self, arg: str) -> None:
+        """AUTH PLAIN/LOGIN: log the credentials, refuse them."""
         mechanism, _, initial = arg.partition(" ")
         mechanism = mechanism.upper()
         self.s.emit("command", command="AUTH", args=mechanism)
@@ -230,6 +257,7 @@ class SmtpSession:
         return None if answer == b"*" else answer
 
     def do_mail(self, arg: str) -> None:
+        """MAIL FROM."""
         match = _ADDRESS.match(arg.encode())
         if self.helo is None:
             self.fail(self.dialect.need_helo)
@@ -242,6 +270,7 @@ class SmtpSession:
             self.reply(self.fmt(self.dialect.mail_ok, addr=self.envelope.mail_from))
 
     def do_rcpt(self, arg: str) -> None:
+        """RCPT TO: local recipients always, foreign ones only on the open relay."""
         match = _ADDRESS.match(arg.encode())
         if self.envelope.mail_from is None:
             self.fail("503 5.5.1 Error: need MAIL command")
@@ -263,6 +292,7 @@ class SmtpSession:
         self.reply(self.fmt(self.dialect.rcpt_ok, addr=address))
 
     def do_data(self, arg: str) -> None:
+        """DATA: read the message (bounded), log it, queue it nowhere."""
         if not self.envelope.rcpt_to:
             self.fail("503 5.5.1 Error: need RCPT command")
             return
@@ -280,10 +310,17 @@ class SmtpSession:
         qid = secrets.token_hex(5).upper()
         headers = BytesHeaderParser().parsebytes(bytes(kept))
         self.s.emit(
-            "command", command="DATA", mail_from=self.envelope.mail_from, rcpt_to=self.envelope.rcpt_to,
-            relay=any(not self._is_local(r) for r in self.envelope.rcpt_to), size=size,
-            sha256=hashlib.sha256(kept).hexdigest(), truncated=size > len(kept), subject=headers.get("Subject"),
-            body=bytes(kept[:EXCERPT]), queue_id=qid,
+            "command",
+            command="DATA",
+            mail_from=self.envelope.mail_from,
+            rcpt_to=self.envelope.rcpt_to,
+            relay=any(not self._is_local(r) for r in self.envelope.rcpt_to),
+            size=size,
+            sha256=hashlib.sha256(kept).hexdigest(),
+            truncated=size > len(kept),
+            subject=headers.get("Subject"),
+            body=bytes(kept[:EXCERPT]),
+            queue_id=qid,
         )
         self.envelope = _Envelope()
         if size > MESSAGE_SIZE_LIMIT:
@@ -292,28 +329,45 @@ class SmtpSession:
         self.reply(self.fmt(self.dialect.queued, qid=qid))
 
     def _is_local(self, address: str) -> bool:
-        return "@" not in address or address.rpartition("@")[2].lower() in self.local_domains
+        """Whether mail for ``address`` stays here; source routes (``%``, ``!``, ``@`` in the local part) never do."""
+        local, at, domain = address.strip('"').rpartition("@")
+        if not at:
+            return not any(c in domain for c in "%!")
+        return not any(c in local for c in '@%!"') and domain.lower() in self.local_domains
 
     def do_rset(self, arg: str) -> None:
+        """RSET."""
         self.envelope = _Envelope()
         self.reply(self.dialect.ok)
 
     def do_noop(self, arg: str) -> None:
+        """NOOP."""
         self.reply(self.dialect.ok)
 
     def do_vrfy(self, arg: str) -> None:
+        """VRFY: Postfix's non-committal 252."""
         if not arg:
             self.fail("501 5.5.4 Syntax: VRFY address")
             return
         self.reply(f"252 2.0.0 {arg}")
 
     def do_quit(self, arg: str) -> bool:
+        """QUIT."""
         self.reply(self.fmt(self.dialect.bye))
         return False
 
     COMMANDS = {
-        "HELO": do_helo, "EHLO": do_ehlo, "STARTTLS": do_starttls, "AUTH": do_auth, "MAIL": do_mail,
-        "RCPT": do_rcpt, "DATA": do_data, "RSET": do_rset, "NOOP": do_noop, "VRFY": do_vrfy, "QUIT": do_quit,
+        "HELO": do_helo,
+        "EHLO": do_ehlo,
+        "STARTTLS": do_starttls,
+        "AUTH": do_auth,
+        "MAIL": do_mail,
+        "RCPT": do_rcpt,
+        "DATA": do_data,
+        "RSET": do_rset,
+        "NOOP": do_noop,
+        "VRFY": do_vrfy,
+        "QUIT": do_quit,
     }
 
 

@@ -29,9 +29,23 @@ def _generate(common_name: str, alt_names: tuple[str, ...]) -> ssl.SSLContext | 
     with tempfile.TemporaryDirectory(prefix="decnet-tls-") as tmp:
         key, cert = Path(tmp, "key.pem"), Path(tmp, "cert.pem")
         command = [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
-            "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={common_name}",
-            "-addext", f"subjectAltName={subject_alt}",
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-days",
+            "3650",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            f"/CN={common_name}",
+            "-addext",
+            f"subjectAltName={subject_alt}",
         ]
         try:
             subprocess.run(command, check=True, capture_output=True, timeout=60)

@@ -28,7 +28,7 @@ EXPECTED_PORTS: dict[str, tuple[int, ...]] = {
     "docker_api": (2375, 2376),
     "elasticsearch": (9200,),
     "ftp": (21,),
-    "http": (80, 443),
+    "http": (80,),  # 443 belongs to https; both share one network namespace
     "https": (443,),
     "imap": (143, 993),
     "k8s": (6443, 8080),

@@ -1,0 +1,42 @@
+"""``manage.py deploy``: deploy fleet deckies (all, or ``--names``) or a whole topology (``--topology``)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from deckies.management.cli import actor, domain_errors, lifecycle_progress, report_rows
+from deckies.management.tables import split_names
+from deckies.operations import deploy_request
+from deckies.selectors import fleet_deckies_named
+
+
+class Command(BaseCommand):
+    help = (
+        "Deploy fleet deckies (every fleet decky, or --names a,b) or a topology (--topology ID|NAME). Queues the "
+        "work and prints lifecycle ids to follow with `wait`; --sync runs it here and shows progress. Deploying "
+        "a decky that is already up changes nothing; no other decky restarts."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--names", help="comma-separated fleet decky names (default: the whole fleet)")
+        parser.add_argument("--topology", metavar="ID|NAME", help="deploy this topology instead of fleet deckies")
+        parser.add_argument("--sync", action="store_true", help="run in the foreground with progress")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        names = split_names(options["names"])
+        sync = bool(options["sync"])
+        if options["topology"]:
+            if names is not None:
+                raise CommandError("give either --names or --topology, not both")
+            from deckies.management.topology_ops import deploy_topology
+
+            deploy_topology(self, options["topology"], sync=sync)
+            return
+        with domain_errors():
+            deckies = fleet_deckies_named(names)
+            with lifecycle_progress(self.stdout, self.style) if sync else contextlib.nullcontext():
+                rows = deploy_request(deckies=deckies, run_inline=sync, actor=actor())
+        report_rows(rows, self.stdout, self.style, inline=sync, verb="deploy")

@@ -1,0 +1,92 @@
+"""``manage.py reconcile``: compare the fleet in the database with the engine's containers; ``--heal`` fixes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from deckies.management.cli import domain_errors
+from deckies.management.tables import render_table, to_json
+from deckies.models import Host
+from deckies.reconcile import DeckyReport, ReconcileReport, reconcile
+
+EXIT_ENGINE_UNREACHABLE = 3
+
+
+class Command(BaseCommand):
+    help = (
+        "Report, per fleet decky, containers missing, drifted (not running) or extra, and containers of unknown "
+        "deckies. --heal queues a deploy for deckies missing containers and removes extra ones (--sync: deploy "
+        "here). An unreachable engine changes nothing and exits with code 3."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--heal", action="store_true", help="redeploy what is missing, remove what is extra")
+        parser.add_argument("--sync", action="store_true", help="with --heal: run the deploys here")
+        parser.add_argument("--host", metavar="NAME", help="the fleet of this Docker host (default: local engine)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["sync"] and not options["heal"]:
+            raise CommandError("--sync only applies with --heal")
+        host = None
+        if options["host"]:
+            host = Host.objects.filter(name=options["host"]).first()
+            if host is None:
+                raise CommandError(f"no Docker host named {options['host']!r}")
+        with domain_errors():
+            report = reconcile(heal=options["heal"], host=host, run_inline=options["sync"])
+        if options["json"]:
+            self.stdout.write(to_json(report.as_dict()))
+        else:
+            self._print(report)
+        if report.engine_error:
+            raise CommandError(
+                f"engine unreachable, nothing was changed: {report.engine_error}", returncode=EXIT_ENGINE_UNREACHABLE
+            )
+
+    def _health(self, entry: DeckyReport) -> str:
+        if entry.healthy:
+            return self.style.SUCCESS("ok") if entry.wanted else "ok (no containers wanted)"
+        parts = []
+        if entry.missing:
+            parts.append("missing " + ", ".join(entry.missing))
+        if entry.drifted:
+            parts.append("drifted " + ", ".join(f"{c.service or 'base'} ({c.status})" for c in entry.drifted))
+        if entry.extra:
+            parts.append("extra " + ", ".join(c.name for c in entry.extra))
+        return self.style.ERROR("; ".join(parts))
+
+    def _print(self, report: ReconcileReport) -> None:
+        where = f"host {report.host}" if report.host else "the local engine"
+        if report.engine_error:
+            self.stdout.write(self.style.ERROR(f"Engine of {where} unreachable: {report.engine_error}"))
+        self.stdout.write(
+            render_table(
+                ["DECKY", "STATE", "CONTAINERS", "BUSY", "ACTIONS"],
+                [
+                    [e.name, e.state, "unknown" if report.engine_error else self._health(e), e.busy, e.actions]
+                    for e in report.deckies
+                ],
+                empty=f"(no fleet decky on {where})",
+            )
+        )
+        if report.orphans:
+            self.stdout.write(self.style.WARNING("Containers of deckies not in the database:"))
+            self.stdout.write(
+                render_table(["CONTAINER", "DECKY", "SERVICE", "STATUS"],
+                             [[c.name, c.decky, c.service or "base", c.status] for c in report.orphans])
+            )  # fmt: skip
+        for error in report.errors:
+            self.stdout.write(self.style.ERROR(f"Heal error: {error}"))
+        if report.lifecycle_ids:
+            self.stdout.write(f"Deploys requested: {' '.join(report.lifecycle_ids)}")
+        if report.removed:
+            self.stdout.write(f"Removed: {', '.join(report.removed)}")
+        if report.engine_error:
+            return
+        if report.healthy:
+            self.stdout.write(self.style.SUCCESS(f"Fleet on {where} matches the database."))
+        elif not report.heal:
+            self.stdout.write(self.style.WARNING("Differences found; `manage.py reconcile --heal` repairs them."))

@@ -1,0 +1,119 @@
+"""Desired-state builders shared by the engine tests: deckies made through the services layer, as the API would."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from deckies.models import CustomService, Decky, Network
+from deckies.services import decky_create
+from topology.models import LAN, Edge, Topology
+
+
+class DeckySpec(TypedDict):
+    name: str
+    nmap_os: str
+    distro: str
+    hostname: str
+    services: list[str]
+    service_config: dict[str, dict[str, Any]]
+
+
+#: Three deckies with different OS families and 2+ services each (ssh/http, ftp/mysql, redis/smtp).
+FLEET_TRIO: tuple[DeckySpec, ...] = (
+    {
+        "name": "web-01",
+        "nmap_os": "linux",
+        "distro": "debian",
+        "hostname": "SRV-ATLAS-42",
+        "services": ["ssh", "http"],
+        "service_config": {"ssh": {"password": "hunter2"}, "http": {"server_header": "Apache/2.4.58 (Ubuntu)"}},
+    },
+    {
+        "name": "win-01",
+        "nmap_os": "windows",
+        "distro": "debian",
+        "hostname": "SRV-BIRCH-17",
+        "services": ["ftp", "mysql"],
+        "service_config": {"ftp": {"banner": "Microsoft FTP Service"}},
+    },
+    {
+        "name": "iot-01",
+        "nmap_os": "embedded",
+        "distro": "alpine",
+        "hostname": "cobalt-23",
+        "services": ["redis", "smtp"],
+        "service_config": {},
+    },
+)
+
+
+def make_network(name: str, subnet: str, *, driver: str = "bridge", parent: str = "") -> Network:
+    return Network.objects.create(name=name, subnet=subnet, driver=driver, parent_interface=parent)
+
+
+def make_fleet(
+    network: Network,
+    ips: Sequence[str],
+    *,
+    prefix: str = "",
+    macs: Sequence[str] = (),
+    extra_services: dict[str, list[str]] | None = None,
+) -> list[Decky]:
+    """The :data:`FLEET_TRIO` on ``network`` at ``ips`` (names prefixed with ``prefix``)."""
+    deckies = []
+    for index, spec in enumerate(FLEET_TRIO):
+        services = [*spec["services"], *(extra_services or {}).get(spec["name"], [])]
+        decky = decky_create(
+            name=f"{prefix}{spec['name']}",
+            services=services,
+            service_config=spec["service_config"],
+            network=network,
+            ip=ips[index],
+            hostname=spec["hostname"],
+            distro=spec["distro"],
+            nmap_os=spec["nmap_os"],
+        )
+        if macs:
+            decky.mac_address = macs[index]
+            decky.save(update_fields=["mac_address"])
+        deckies.append(decky)
+    return reload(deckies)
+
+
+def reload(deckies: Sequence[Decky]) -> list[Decky]:
+    """Fresh instances with what the engine reads prefetched (as callers are asked to pass them)."""
+    ids = [d.pk for d in deckies]
+    rows = Decky.objects.filter(pk__in=ids).select_related("network", "host", "topology").prefetch_related("services")
+    by_id = {d.pk: d for d in rows}
+    return [by_id[i] for i in ids]
+
+
+def make_custom_service() -> CustomService:
+    return CustomService.objects.create(
+        slug="tarpit_byos", image="decnet/base:1", command=["sleep", "infinity"], ports=[2222]
+    )
+
+
+def make_topology(
+    subnets: tuple[str, str], *, topology_id: uuid.UUID | None = None, name: str = "maze", dmz_ip: str | None = None
+) -> Topology:
+    """Two LANs (``dmz`` internet-facing, ``corp`` internal) and three deckies:
+    ``gw`` bridges both LANs (forwards L3, addresses allocated), ``web`` sits in the DMZ and ``db`` in corp."""
+    topology = Topology.objects.create(id=topology_id or uuid.uuid4(), name=name)
+    dmz = LAN.objects.create(topology=topology, name="dmz", subnet=subnets[0], is_dmz=True)
+    corp = LAN.objects.create(topology=topology, name="corp", subnet=subnets[1], is_dmz=False)
+    gw = decky_create(name="gw", services=["ssh"], topology=topology, hostname="gw01", nmap_os="linux", distro="debian")
+    web = decky_create(
+        name="web", services=["http", "ftp"], topology=topology, hostname="web01", nmap_os="windows", distro="debian"
+    )
+    db = decky_create(
+        name="db", services=["mysql", "redis"], topology=topology, hostname="db01", nmap_os="embedded", distro="alpine"
+    )
+    Edge.objects.create(topology=topology, decky=gw, lan=dmz, ip=None, is_bridge=True, forwards_l3=True)
+    Edge.objects.create(topology=topology, decky=gw, lan=corp, ip=None, is_bridge=True, forwards_l3=True)
+    Edge.objects.create(topology=topology, decky=web, lan=dmz, ip=dmz_ip)
+    corp_hosts = list(corp.network.hosts())
+    Edge.objects.create(topology=topology, decky=db, lan=corp, ip=str(corp_hosts[min(19, len(corp_hosts) - 1)]))
+    return Topology.objects.get(pk=topology.pk)

@@ -1,0 +1,59 @@
+"""factory-boy factories for decky-side models and lifecycle rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+
+from deckies.models import Decky, DeckyService, Host, Network
+from lifecycle.models import DeckyLifecycle
+
+
+class NetworkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Network
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"lan-{n}")
+    subnet = factory.Sequence(lambda n: f"10.{150 + n // 256}.{n % 256}.0/24")
+
+
+class HostFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Host
+
+    name = factory.Sequence(lambda n: f"host-{n}")
+    docker_url = "tcp://127.0.0.1:2375"
+
+
+class DeckyFactory(factory.django.DjangoModelFactory):
+    """A fleet decky on one shared network, with ``services`` (default ssh + http) as rows."""
+
+    class Meta:
+        model = Decky
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"decky-{n:03d}")
+    network = factory.LazyFunction(lambda: NetworkFactory(name="factory-lan", subnet="10.149.0.0/24"))
+    ip = factory.Sequence(lambda n: f"10.149.0.{n % 250 + 2}")
+    hostname = factory.LazyAttribute(lambda o: f"{o.name}.example")
+    distro = "debian"
+    nmap_os = "linux"
+
+    @factory.post_generation
+    def services(self, create: bool, extracted: Any, **kwargs: Any) -> None:
+        if not create:
+            return
+        slugs = ["ssh", "http"] if extracted is None else list(extracted)
+        for position, slug in enumerate(slugs):
+            DeckyService.objects.create(decky=self, slug=slug, config={}, position=position)
+
+
+class LifecycleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeckyLifecycle
+
+    decky_name = factory.Sequence(lambda n: f"decky-{n:03d}")
+    operation = "deploy"
+    status = "pending"

@@ -1,0 +1,298 @@
+"""End to end: the API, a real ``manage.py qcluster`` worker on Redis, the real engine and Docker.
+
+Three deckies are created, deployed, one is mutated (the others must not restart), a service is added and removed
+live, a file is dropped, and everything is torn down, base containers included; containers are checked at each step.
+A second test SIGKILLs the worker's process group mid-deploy and shows the start-up sweep of the next worker failing
+the orphaned row.
+
+Isolation from concurrent runs: decky and network names carry a per-run prefix, the LAN comes from a private pool,
+compose files go to a temporary data dir, and the worker and this process share a Redis database of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
+from rest_framework.test import APIClient
+
+from deckies.engine import docker_api, runtime
+from deckies.models import Decky, Network
+from lifecycle.models import DeckyLifecycle
+from tests.deckies import fakes
+
+pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"succeeded", "failed"}
+
+
+def _redis_url_with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+class Worker:
+    """One ``manage.py qcluster`` process group against the test database and a private Redis database."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, **extra_env: str) -> None:
+        handle = open(self.log, "ab")  # noqa: SIM115 - kept open for the life of the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env={**self.env, **extra_env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        handle.close()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no worker gets to run a ``finally``."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+
+def _operator() -> User:
+    """A member of the operator role. Built here, not by the shared fixture: an earlier transactional test's flush
+    removes the groups the roles migration created (permissions come back with post_migrate, groups do not)."""
+    group, _ = Group.objects.get_or_create(name="operator")
+    group.permissions.set(Permission.objects.filter(content_type__app_label__in=["deckies", "topology", "lifecycle"]))
+    user = User.objects.create_user(username=f"e2e-{secrets.token_hex(3)}", password=secrets.token_urlsafe(12))
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def e2e(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    if not django_settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    if not fakes.docker_reachable():
+        pytest.skip("the Docker engine is not reachable")
+    import redis
+    from django_q.conf import Conf
+
+    redis_url = _redis_url_with_db(django_settings.REDIS_URL, random.randint(8, 15))
+    redis.from_url(redis_url).delete(f"django_q:{Conf.CLUSTER_NAME}:q")
+    # This process enqueues for the real worker instead of running tasks inline (the test settings' sync mode).
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "REDIS", redis_url)
+    settings.DECNET_DATA_DIR = tmp_path
+
+    db = connection.settings_dict
+    database_url = (
+        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    if connection.vendor != "postgresql":
+        pytest.skip("the e2e test shares its database with a worker process, which needs PostgreSQL")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "decnet_site.settings",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DECNET_DATA_DIR": str(tmp_path),
+        "DECNET_SECRET_KEY": django_settings.SECRET_KEY,
+        "DECNET_WORKERS": "2",
+        "DECNET_DB_CONN_MAX_AGE": "0",
+    }
+    env.pop("Q_CLUSTER_NAME", None)
+    worker = Worker(env, tmp_path / "qcluster.log")
+    prefix = f"e{fakes.unique_prefix()}"
+    network = Network.objects.create(name=f"{prefix}lan", subnet=fakes.free_subnet())
+    client = APIClient()
+    client.force_authenticate(_operator())
+    state = {"client": client, "worker": worker, "prefix": prefix, "network": network, "log": tmp_path / "qcluster.log"}
+    try:
+        yield state
+    finally:
+        worker.stop()
+        for decky in Decky.objects.filter(name__startswith=prefix).select_related("network", "host"):
+            with contextlib.suppress(Exception):
+                runtime.teardown_decky(decky)
+        with contextlib.suppress(Exception):
+            networks = docker_api.list_networks(None, {"org.decnet.project": "decnet-fleet"})
+            docker_api.remove_networks(
+                None, [n for n in networks if str(n.get("Name", "")).endswith(network.name)], only_unused=True
+            )
+
+
+def _wait(condition: Callable[[], Any], timeout: float, what: str, log: Path | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n--- worker log ---\n{tail}")
+
+
+def _poll_until_terminal(client: APIClient, response: Any, log: Path, timeout: float = 240) -> list[dict[str, Any]]:
+    assert response.status_code == 202, response.content
+    location = response["Location"]
+
+    def done() -> list[dict[str, Any]] | None:
+        rows = client.get(location).json()["rows"]
+        return rows if rows and all(row["status"] in TERMINAL for row in rows) else None
+
+    rows: list[dict[str, Any]] = _wait(done, timeout, f"lifecycle rows at {location}", log)
+    return rows
+
+
+def _containers(name: str) -> dict[str | None, str]:
+    decky = Decky.objects.select_related("network", "host", "topology").get(name=name, topology__isnull=True)
+    return {c.service: c.status for c in runtime.decky_containers(decky)}
+
+
+def _started(name: str) -> dict[str, str]:
+    decky = Decky.objects.select_related("network", "host", "topology").get(name=name, topology__isnull=True)
+    out = {}
+    for state in runtime.decky_containers(decky):
+        info = docker_api.inspect_container(None, state.name) or {}
+        out[state.name] = f"{info.get('Id')}@{(info.get('State') or {}).get('StartedAt')}"
+    return out
+
+
+def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
+    client: APIClient = e2e["client"]
+    prefix, log = e2e["prefix"], e2e["log"]
+    names = [f"{prefix}{suffix}" for suffix in ("web", "db", "files")]
+    shapes = {names[0]: ["ssh", "http"], names[1]: ["mysql", "redis"], names[2]: ["ftp", "ssh"]}
+    for name, services in shapes.items():
+        response = client.post(
+            "/api/v1/deckies/",
+            {"name": name, "services": services, "network": e2e["network"].name, "archetype": ""},
+            format="json",
+        )
+        assert response.status_code == 201, response.json()
+    e2e["worker"].start()
+
+    rows = _poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {"names": names}, format="json"), log)
+    assert {row["status"] for row in rows} == {"succeeded"}, rows
+    for name, services in shapes.items():
+        assert _containers(name) == {None: "running", **dict.fromkeys(services, "running")}
+        assert client.get(f"/api/v1/deckies/{name}/").json()["state"] == "running"
+
+    # Mutate one decky: its containers follow the new services, the other deckies are not restarted.
+    untouched = {name: _started(name) for name in names[1:]}
+    rows = _poll_until_terminal(client, client.post(f"/api/v1/deckies/{names[0]}/mutate/"), log)
+    assert rows[0]["status"] == "succeeded", rows
+    mutated = client.get(f"/api/v1/deckies/{names[0]}/").json()["services"]
+    assert set(_containers(names[0])) == {None, *mutated}
+    assert {name: _started(name) for name in names[1:]} == untouched
+
+    # Live service add / remove on another decky touches only that container.
+    before = _started(names[1])
+    response = client.post(f"/api/v1/deckies/{names[1]}/services/", {"name": "ftp"}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["services"] == ["mysql", "redis", "ftp"]
+    assert _containers(names[1])["ftp"] == "running"
+    after_add = _started(names[1])
+    assert {k: v for k, v in after_add.items() if k in before} == before
+    response = client.delete(f"/api/v1/deckies/{names[1]}/services/ftp/")
+    assert response.status_code == 200
+    assert response.json()["services"] == ["mysql", "redis"]
+    assert "ftp" not in _containers(names[1])
+    assert _started(names[1]) == before
+
+    # A file dropped into the ssh decky lands in its ssh container with the mode asked for.
+    import base64
+
+    response = client.post(
+        "/api/v1/deckies/files/",
+        {
+            "decky_name": names[2],
+            "path": "/tmp/loot/passwords.txt",
+            "content_b64": base64.b64encode(b"s3cret").decode(),
+            "mode": 0o600,
+            "mtime_offset": -86400,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    container = response.json()["container"]
+    content, mode, mtime = docker_api.read_file(None, container, "/tmp/loot/passwords.txt")
+    assert content == b"s3cret"
+    assert mode & 0o7777 == 0o600
+    assert mtime < time.time() - 80000
+    assert (
+        client.delete(
+            "/api/v1/deckies/files/", {"decky_name": names[2], "path": "/tmp/loot/passwords.txt"}, format="json"
+        ).status_code
+        == 200
+    )
+
+    # Tear everything down: no container of any decky survives, bases included.
+    for name in names:
+        rows = _poll_until_terminal(client, client.post(f"/api/v1/deckies/{name}/teardown/"), log)
+        assert rows[0]["status"] == "succeeded", rows
+        assert _containers(name) == {}
+        assert client.get(f"/api/v1/deckies/{name}/").json()["state"] == "torn_down"
+    lifecycle = DeckyLifecycle.objects.filter(decky_name__in=names)
+    assert not lifecycle.filter(status__in=["pending", "running"]).exists()
+
+
+def test_killed_worker_row_is_swept_on_the_next_start(e2e: dict[str, Any]) -> None:
+    client: APIClient = e2e["client"]
+    log = e2e["log"]
+    name = f"{e2e['prefix']}victim"
+    response = client.post(
+        "/api/v1/deckies/",
+        {"name": name, "services": ["ssh", "http", "ftp"], "network": e2e["network"].name},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    e2e["worker"].start()
+    response = client.post(f"/api/v1/deckies/{name}/deploy/")
+    assert response.status_code == 202
+    (lifecycle_id,) = response.json()["lifecycle_ids"]
+
+    def running() -> bool:
+        return DeckyLifecycle.objects.get(pk=lifecycle_id).status == "running"
+
+    _wait(running, 120, "the deploy to start", log)
+    e2e["worker"].kill()
+    time.sleep(1.5)
+    row = DeckyLifecycle.objects.get(pk=lifecycle_id)
+    assert row.status == "running", "nothing finishes a row whose worker was killed"
+
+    # The next worker sweeps rows older than the stale age as soon as it starts.
+    e2e["worker"].start(DECNET_LIFECYCLE_STALE_AFTER="1")
+    row = _wait(
+        lambda: DeckyLifecycle.objects.filter(pk=lifecycle_id, status="failed").first(), 60, "the start-up sweep", log
+    )
+    assert row.error.startswith("worker lost during operation"), row.error
+    assert row.completed_at is not None
+    poll = client.get(f"/api/v1/deckies/lifecycle/?ids={lifecycle_id}").json()["rows"]
+    assert poll[0]["status"] == "failed"
