@@ -10,10 +10,11 @@ Per decky the report lists containers **missing** (wanted, absent), **drifted** 
 none). Containers labelled with a decky the database does not know on this host are **orphans**.
 
 Healing (``heal=True``) queues :func:`deckies.operations.deploy_request` for each wanted decky with missing or
-drifted containers (the engine recreates exactly those) and removes extra and orphan containers through the
-engine. It never acts on a decky with an open lifecycle row (an operation is changing it right now), nor on
-deckies in ``failed`` / ``teardown_failed`` / ``tearing_down``, whose intent is ambiguous: they are reported and
-left to the operator (deploy or tear down).
+drifted containers (the engine recreates exactly those) and removes extra containers through the engine. It never
+acts on a decky with an open lifecycle row (an operation is changing it right now), nor on deckies in ``failed`` /
+``teardown_failed`` / ``tearing_down``, whose intent is ambiguous: they are reported and left to the operator
+(deploy or tear down). Orphans are removed only when asked (``remove_orphans``): an engine shared with another
+control plane (a test suite, a second installation) carries fleet containers this database has never heard of.
 
 An engine that cannot be reached is never "everything is gone": the report carries ``engine_error`` and nothing
 is changed, in the database or anywhere else.
@@ -187,7 +188,9 @@ def _remove(host: Host | None, issues: list[ContainerIssue]) -> list[str]:
     return docker_api.remove_containers(url, [c for c in docker_api.list_containers(url, labels) if c.name in names])
 
 
-def _heal(report: ReconcileReport, deckies: dict[str, Decky], host: Host | None, run_inline: bool) -> None:
+def _heal(
+    report: ReconcileReport, deckies: dict[str, Decky], host: Host | None, run_inline: bool, remove_orphans: bool
+) -> None:
     from deckies.operations import deploy_request
 
     for entry in report.deckies:
@@ -215,18 +218,21 @@ def _heal(report: ReconcileReport, deckies: dict[str, Decky], host: Host | None,
         except (DomainError, EngineError) as exc:
             report.errors.append(f"{entry.name}: {exc}")
             entry.actions.append(f"failed: {exc}")
-    if report.orphans:
+    if report.orphans and remove_orphans:
         try:
             report.removed.extend(_remove(host, report.orphans))
         except EngineError as exc:
             report.errors.append(f"orphans: {exc}")
 
 
-def reconcile(*, heal: bool = False, host: Host | None = None, run_inline: bool = False) -> ReconcileReport:
+def reconcile(
+    *, heal: bool = False, host: Host | None = None, run_inline: bool = False, remove_orphans: bool = False
+) -> ReconcileReport:
     """Compare the fleet deckies placed on ``host`` (None: the local engine) with the engine's containers.
 
     Read-only unless ``heal``: then deckies with missing or drifted containers get a deploy request (run here when
-    ``run_inline``, else queued; their ids are in ``lifecycle_ids``) and extra or orphan containers are removed.
+    ``run_inline``, else queued; their ids are in ``lifecycle_ids``) and extra containers are removed; orphan
+    containers too when ``remove_orphans``.
     Raises nothing for engine trouble: an unreachable engine gives a report with ``engine_error`` set and no
     change at all. Healing failures are collected in ``errors``.
     """
@@ -269,7 +275,7 @@ def reconcile(*, heal: bool = False, host: Host | None = None, run_inline: bool 
         report.deckies.append(entry)
     report.orphans = [_issue(c) for name in sorted(by_decky) for c in by_decky[name]]
     if heal:
-        _heal(report, deckies, host, run_inline)
+        _heal(report, deckies, host, run_inline, remove_orphans)
     return report
 
 

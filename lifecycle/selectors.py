@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from decnet_site.exceptions import NotFoundError
 from lifecycle.choices import OPEN_STATUSES, LifecycleOperation, LifecycleStatus
@@ -20,13 +21,33 @@ from lifecycle.models import DeckyLifecycle, Event
 MAX_POLL_IDS = 200
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time normalised to UTC; offsets the database cannot store, or dates that fall outside the
+    representable range once normalised, are a validation error (400) instead of a database error."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValidationError("The date-time is out of range.", code="invalid") from None
+
+
+class SinceFilter(django_filters.IsoDateTimeFilter):
+    """``<field> >= value``, with the value normalised to UTC."""
+
+    field_class = UtcIsoDateTimeField
+
+
 class LifecycleFilterSet(django_filters.FilterSet):
     """``decky`` (exact ``decky_name``), ``operation`` and ``status`` (repeatable), ``since`` (started at or after)."""
 
     decky = django_filters.CharFilter(field_name="decky_name")
     operation = django_filters.MultipleChoiceFilter(choices=LifecycleOperation.choices)
     status = django_filters.MultipleChoiceFilter(choices=LifecycleStatus.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    since = SinceFilter(field_name="started_at", lookup_expr="gte")
 
     class Meta:
         model = DeckyLifecycle
@@ -40,7 +61,7 @@ class EventFilterSet(django_filters.FilterSet):
     topic = django_filters.CharFilter(method="filter_topic", max_length=200)
     topic_prefix = django_filters.CharFilter(field_name="topic", lookup_expr="startswith", max_length=200)
     type = django_filters.CharFilter(field_name="type")
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    since = SinceFilter(field_name="at", lookup_expr="gte")
 
     class Meta:
         model = Event

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from django.contrib.auth.models import Group, User
-from rest_framework.test import APIClient
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from rest_framework.test import APIClient
 
 REAL_SERVICE_MARKERS = ("docker", "redis", "postgres")
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """In CI the real services are a requirement: a skipped docker/redis/postgres test is reported as failed."""
     outcome = yield
     report = outcome.get_result()
@@ -24,6 +28,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 
 def _user_in(group_name: str | None, username: str, superuser: bool = False) -> User:
+    # Imported late so pure tests can run with the Django plugin disabled.
+    from django.contrib.auth.models import Group, User
+
     user = User.objects.create_user(username=username, password="pw-" + username, is_superuser=superuser)
     if group_name:
         user.groups.add(Group.objects.get(name=group_name))
@@ -47,11 +54,15 @@ def admin_user(db: None) -> User:
 
 @pytest.fixture
 def anon_client() -> APIClient:
+    from rest_framework.test import APIClient
+
     return APIClient()
 
 
 @pytest.fixture
 def viewer_client(viewer: User) -> APIClient:
+    from rest_framework.test import APIClient
+
     client = APIClient()
     client.force_authenticate(viewer)
     return client
@@ -59,6 +70,8 @@ def viewer_client(viewer: User) -> APIClient:
 
 @pytest.fixture
 def operator_client(operator: User) -> APIClient:
+    from rest_framework.test import APIClient
+
     client = APIClient()
     client.force_authenticate(operator)
     return client

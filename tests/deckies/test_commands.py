@@ -446,6 +446,15 @@ def test_quickstart_set_up_creates_one_operator(data_dir: Path, monkeypatch: pyt
 
 
 @pytest.mark.django_db
+def test_quickstart_rejects_a_bad_address() -> None:
+    with pytest.raises(CommandError, match="address:port"):
+        run("quickstart", "--addr", "localhost")
+    with pytest.raises(CommandError, match="address:port"):
+        run("quickstart", "--addr", "127.0.0.1:99999")
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
 def test_quickstart_warns_when_docker_is_unavailable(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import docker
 

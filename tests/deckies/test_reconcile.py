@@ -150,6 +150,8 @@ def test_orphans_are_containers_of_unknown_deckies(engine: FakeEngine, deployed:
     assert [c.name for c in report.orphans] == [ghost.name]
     assert not report.healthy
     reconcile(heal=True)
+    assert engine.removed == []  # another control plane may own it
+    reconcile(heal=True, remove_orphans=True)
     assert engine.removed == [ghost.name]
 
 
@@ -223,8 +225,10 @@ def test_command_exits_3_when_the_engine_is_unreachable(engine: FakeEngine, depl
 
 
 def test_command_rejects_bad_options(engine: FakeEngine, db: None) -> None:
-    with pytest.raises(CommandError, match="only applies with --heal"):
+    with pytest.raises(CommandError, match="only apply with --heal"):
         call_command("reconcile", "--sync", stdout=StringIO())
+    with pytest.raises(CommandError, match="only apply with --heal"):
+        call_command("reconcile", "--remove-orphans", stdout=StringIO())
     with pytest.raises(CommandError, match="no Docker host"):
         call_command("reconcile", "--host", "nowhere", stdout=StringIO())
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from lifecycle import services
 from lifecycle.exceptions import LifecycleImmutableError, LifecycleNotFoundError
@@ -126,7 +127,7 @@ def test_sweep_no_op_when_no_stale_rows() -> None:
     assert services.lifecycle_sweep_stale(timezone.now() - timedelta(hours=1), reason="x") == 0
 
 
-def test_sweep_is_one_update_statement(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_sweep_is_one_update_statement(django_assert_num_queries: DjangoAssertNumQueries) -> None:
     for index in range(5):
         row = services.lifecycle_create(decky_name=f"d{index}", operation="deploy")
         services.lifecycle_update(row.pk, started_at=timezone.now() - timedelta(hours=3))

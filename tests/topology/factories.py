@@ -7,14 +7,14 @@ import factory
 from topology.models import LAN, Topology
 
 
-class TopologyFactory(factory.django.DjangoModelFactory):
+class TopologyFactory(factory.django.DjangoModelFactory[Topology]):
     class Meta:
         model = Topology
 
     name = factory.Sequence(lambda n: f"maze-{n}")
 
 
-class LANFactory(factory.django.DjangoModelFactory):
+class LANFactory(factory.django.DjangoModelFactory[LAN]):
     class Meta:
         model = LAN
 

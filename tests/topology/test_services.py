@@ -24,7 +24,7 @@ def test_create_starts_pending_at_version_one() -> None:
 
 
 def test_transition_writes_status_event_and_bus_event() -> None:
-    topology = TopologyFactory()
+    topology = TopologyFactory.create()
     moved = services.topology_transition(topology_id=topology.pk, to="deploying", reason="operator")
     assert moved.status == "deploying"
     event = TopologyStatusEvent.objects.get(topology=topology)
@@ -33,7 +33,7 @@ def test_transition_writes_status_event_and_bus_event() -> None:
 
 
 def test_illegal_transition_changes_nothing() -> None:
-    topology = TopologyFactory()
+    topology = TopologyFactory.create()
     with pytest.raises(TopologyStatusError):
         services.topology_transition(topology_id=topology.pk, to="active")
     topology.refresh_from_db()
@@ -47,7 +47,7 @@ def test_transition_unknown_topology() -> None:
 
 
 def test_status_cannot_be_saved_directly() -> None:
-    topology = TopologyFactory()
+    topology = TopologyFactory.create()
     topology = Topology.objects.get(pk=topology.pk)
     topology.status = "active"
     with pytest.raises(StatusWriteError):
@@ -55,28 +55,28 @@ def test_status_cannot_be_saved_directly() -> None:
 
 
 def test_transitions_do_not_bump_version() -> None:
-    topology = TopologyFactory()
+    topology = TopologyFactory.create()
     services.topology_transition(topology_id=topology.pk, to="deploying")
     topology.refresh_from_db()
     assert topology.version == 1
 
 
 def test_lan_create_with_matching_version_bumps() -> None:
-    topology = TopologyFactory()
+    topology = TopologyFactory.create()
     services.lan_create(topology_id=topology.pk, name="dmz", subnet="10.9.0.0/24", is_dmz=True, expected_version=1)
     topology.refresh_from_db()
     assert topology.version == 2
 
 
 def test_lan_create_without_version_does_not_bump() -> None:
-    topology = TopologyFactory()
+    topology = TopologyFactory.create()
     services.lan_create(topology_id=topology.pk, name="dmz")
     topology.refresh_from_db()
     assert topology.version == 1
 
 
 def test_stale_version_conflicts_and_writes_nothing() -> None:
-    topology = TopologyFactory()
+    topology = TopologyFactory.create()
     services.lan_create(topology_id=topology.pk, name="a", expected_version=1)
     with pytest.raises(VersionConflict) as info:
         services.lan_create(topology_id=topology.pk, name="b", expected_version=1)
@@ -86,14 +86,14 @@ def test_stale_version_conflicts_and_writes_nothing() -> None:
 
 
 def test_lan_auto_subnet_avoids_live_topologies() -> None:
-    first = services.lan_create(topology_id=TopologyFactory().pk, name="x")
-    second = services.lan_create(topology_id=TopologyFactory().pk, name="x")
+    first = services.lan_create(topology_id=TopologyFactory.create().pk, name="x")
+    second = services.lan_create(topology_id=TopologyFactory.create().pk, name="x")
     assert first.subnet != second.subnet
 
 
 def test_edits_refused_unless_pending() -> None:
-    topology = TopologyFactory()
-    lan = LANFactory(topology=topology)
+    topology = TopologyFactory.create()
+    lan = LANFactory.create(topology=topology)
     services.topology_transition(topology_id=topology.pk, to="deploying")
     with pytest.raises(TopologyNotEditableError):
         services.lan_create(topology_id=topology.pk, name="late")
@@ -104,8 +104,8 @@ def test_edits_refused_unless_pending() -> None:
 
 
 def test_update_and_delete_lan_check_version() -> None:
-    topology = TopologyFactory()
-    lan = LANFactory(topology=topology)
+    topology = TopologyFactory.create()
+    lan = LANFactory.create(topology=topology)
     services.lan_update(lan_id=lan.pk, is_dmz=True, expected_version=1)
     with pytest.raises(VersionConflict):
         services.lan_delete(lan_id=lan.pk, expected_version=1)
@@ -116,7 +116,7 @@ def test_update_and_delete_lan_check_version() -> None:
 
 
 def test_delete_only_when_deletable() -> None:
-    topology = TopologyFactory()
+    topology = TopologyFactory.create()
     services.topology_transition(topology_id=topology.pk, to="deploying")
     with pytest.raises(TopologyNotEditableError):
         services.topology_delete(topology_id=topology.pk)

@@ -94,6 +94,7 @@ class Command(BaseCommand):
         if not plan.applied:
             self.stdout.write(self.style.NOTICE(f"Dry run ({plan.mode}): {counts}; nothing was written."))
             return
-        self.stdout.write(self.style.SUCCESS(f"Imported ({plan.mode}): {counts.replace('to ', '')}."))
+        done = f"{len(plan.created)} created, {len(plan.updated)} redefined, {len(plan.delete)} deleted"
+        self.stdout.write(self.style.SUCCESS(f"Imported ({plan.mode}): {done}."))
         names = ",".join(d.name for d in plan.deckies)
         self.stdout.write(f"Deploy them with: manage.py deploy --names {names}")

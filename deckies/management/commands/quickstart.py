@@ -39,6 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-serve", action="store_true", help="set up only; start nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        host, _, port = str(options["addr"]).rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise CommandError(f"--addr {options['addr']!r} must be address:port, e.g. 127.0.0.1:8000")
         self._step("Applying migrations")
         call_command("migrate", interactive=False, verbosity=0, stdout=self.stdout, stderr=self.stderr)
         self.stdout.write("Migrations applied; the database is up to date.")
@@ -158,6 +161,9 @@ class Command(BaseCommand):
                     text=True,
                     bufsize=1,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    # Own process group: a terminal's Ctrl-C reaches only this process, which then stops the
+                    # children in order instead of racing them.
+                    process_group=0,
                 )
                 children.append((label, process))
                 assert process.stdout is not None
@@ -180,6 +186,9 @@ class Command(BaseCommand):
             self._stop(children)
             for thread in forwarders:
                 thread.join(timeout=2)
+            for _label, process in children:
+                if process.stdout is not None:
+                    process.stdout.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         if failure:

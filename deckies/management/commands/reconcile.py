@@ -18,25 +18,33 @@ class Command(BaseCommand):
     help = (
         "Report, per fleet decky, containers missing, drifted (not running) or extra, and containers of unknown "
         "deckies. --heal queues a deploy for deckies missing containers and removes extra ones (--sync: deploy "
-        "here). An unreachable engine changes nothing and exits with code 3."
+        "here; --remove-orphans: also remove the unknown ones). An unreachable engine changes nothing and exits "
+        "with code 3."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--heal", action="store_true", help="redeploy what is missing, remove what is extra")
         parser.add_argument("--sync", action="store_true", help="with --heal: run the deploys here")
+        parser.add_argument(
+            "--remove-orphans",
+            action="store_true",
+            help="with --heal: also remove fleet containers of deckies this database does not know",
+        )
         parser.add_argument("--host", metavar="NAME", help="the fleet of this Docker host (default: local engine)")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["sync"] and not options["heal"]:
-            raise CommandError("--sync only applies with --heal")
+        if (options["sync"] or options["remove_orphans"]) and not options["heal"]:
+            raise CommandError("--sync and --remove-orphans only apply with --heal")
         host = None
         if options["host"]:
             host = Host.objects.filter(name=options["host"]).first()
             if host is None:
                 raise CommandError(f"no Docker host named {options['host']!r}")
         with domain_errors():
-            report = reconcile(heal=options["heal"], host=host, run_inline=options["sync"])
+            report = reconcile(
+                heal=options["heal"], host=host, run_inline=options["sync"], remove_orphans=options["remove_orphans"]
+            )
         if options["json"]:
             self.stdout.write(to_json(report.as_dict()))
         else:
@@ -73,7 +81,9 @@ class Command(BaseCommand):
             )
         )
         if report.orphans:
-            self.stdout.write(self.style.WARNING("Containers of deckies not in the database:"))
+            self.stdout.write(
+                self.style.WARNING("Containers of deckies not in this database (--heal --remove-orphans removes them):")
+            )
             self.stdout.write(
                 render_table(["CONTAINER", "DECKY", "SERVICE", "STATUS"],
                              [[c.name, c.decky, c.service or "base", c.status] for c in report.orphans])
