@@ -98,6 +98,8 @@ def main() -> None:
     old_name = connection.settings_dict["NAME"]
     test_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
+        from django.utils import timezone
+
         from deckies.services import decky_create
         from lifecycle.models import DeckyLifecycle
 
@@ -108,10 +110,14 @@ def main() -> None:
         names = [f"bench-{index:03d}" for index in range(args.deckies)]
         for name in names:
             decky_create(name=name, services=["ssh", "http"])
-        client.get("/api/v1/deckies/")  # warm-up: URL resolver, schema of serializers, permission cache
+        # Warm-up: URL resolver, permission cache, broker connection (the first enqueue opens it).
+        decky_create(name="bench-warm-up", services=["ssh"])
+        client.get("/api/v1/deckies/")
+        client.post("/api/v1/deckies/bench-warm-up/deploy/")
 
         def close_open_rows() -> None:
-            DeckyLifecycle.objects.filter(status__in=["pending", "running"]).update(status="failed")
+            now = timezone.now()
+            DeckyLifecycle.objects.filter(status__in=["pending", "running"]).update(status="failed", completed_at=now)
 
         results = []
         results.append(

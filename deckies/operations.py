@@ -145,9 +145,14 @@ def _open_rows(decky: Decky) -> list[DeckyLifecycle]:
     )
 
 
-def _refuse_if_busy(decky: Decky, *, allow: str | None = None) -> DeckyLifecycle | None:
-    """Under the decky's lock: the open row of operation ``allow`` if there is one; raise if any other is open."""
-    rows = _open_rows(decky)
+def _refuse_if_busy(
+    decky: Decky, *, allow: str | None = None, rows: list[DeckyLifecycle] | None = None
+) -> DeckyLifecycle | None:
+    """Under the decky's lock: the open row of operation ``allow`` if there is one; raise if any other is open.
+
+    ``rows`` are the decky's open rows, newest first, when the caller already loaded them.
+    """
+    rows = _open_rows(decky) if rows is None else rows
     same = next((row for row in rows if row.operation == allow), None)
     if same is not None:
         return same
@@ -161,9 +166,9 @@ def _refuse_if_busy(decky: Decky, *, allow: str | None = None) -> DeckyLifecycle
     return None
 
 
-def _claim(decky: Decky, operation: str) -> tuple[DeckyLifecycle, bool]:
+def _claim(decky: Decky, operation: str, *, rows: list[DeckyLifecycle] | None = None) -> tuple[DeckyLifecycle, bool]:
     """Under the decky's lock: the open row of ``operation`` (``False``) or a new pending one (``True``)."""
-    existing = _refuse_if_busy(decky, allow=operation)
+    existing = _refuse_if_busy(decky, allow=operation, rows=rows)
     if existing is not None:
         return existing, False
     row = lifecycle_services.lifecycle_create(
@@ -294,8 +299,20 @@ def deploy_request(
     rows: dict[int, DeckyLifecycle] = {}
     new: list[DeckyLifecycle] = []
     with transaction.atomic():
-        for decky in sorted(deckies, key=lambda d: d.pk):  # a fixed lock order: concurrent bulk requests never deadlock
-            row, created = _claim(_lock(decky), LifecycleOperation.DEPLOY)
+        # One lock query in primary-key order (concurrent bulk requests never deadlock) and one query for the open
+        # rows of all of them, so a whole-fleet deploy costs two queries plus the rows it writes.
+        wanted = sorted({decky.pk for decky in deckies})
+        locked = list(Decky.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+        if len(locked) != len(wanted):
+            gone = sorted({d.name for d in deckies if d.pk not in {x.pk for x in locked}})
+            raise NotFoundError(f"decky(s) {', '.join(gone)} no longer exist", deckies=gone)
+        open_rows: dict[str, list[DeckyLifecycle]] = {}
+        for open_row in DeckyLifecycle.objects.filter(
+            decky_name__in=[decky.lifecycle_key for decky in locked], status__in=sorted(OPEN_STATUSES)
+        ).order_by("-started_at"):
+            open_rows.setdefault(open_row.decky_name, []).append(open_row)
+        for decky in locked:
+            row, created = _claim(decky, LifecycleOperation.DEPLOY, rows=open_rows.get(decky.lifecycle_key, []))
             rows[decky.pk] = row
             if created:
                 new.append(row)

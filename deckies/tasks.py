@@ -39,8 +39,11 @@ def reconcile_task(heal: bool = False) -> dict[str, Any] | None:
         logger.warning("deckies.reconcile is not available; reconcile skipped")
         return None
     report = module.reconcile(heal=heal)
+    as_dict = getattr(report, "as_dict", None)
+    if callable(as_dict):
+        result = as_dict()
+        if isinstance(result, dict):
+            return result
     if dataclasses.is_dataclass(report) and not isinstance(report, type):
         return dataclasses.asdict(report)
-    as_dict = getattr(report, "as_dict", None)
-    result = as_dict() if callable(as_dict) else None
-    return result if isinstance(result, dict) else {"report": repr(report)}
+    return {"report": repr(report)}

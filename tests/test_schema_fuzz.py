@@ -52,7 +52,7 @@ def token(db: None, keep_test_connection: None, monkeypatch: pytest.MonkeyPatch,
     fakes.install(monkeypatch)
     user = User.objects.create_user(username="fuzz-operator", password="unused-password-1")
     user.groups.add(Group.objects.get(name="operator"))
-    DeckyFactory(name="web-01", services=["ssh", "http"])  # so name lookups sometimes hit a real row
+    DeckyFactory.create(name="web-01", services=["ssh", "http"])  # so name lookups sometimes hit a real row
     return Token.objects.create(user=user).key
 
 

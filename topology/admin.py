@@ -11,7 +11,8 @@ from django.http import HttpRequest
 
 from deckies.models import Decky
 from decnet_site.exceptions import DomainError
-from topology import services
+from decnet_site.permissions import OPERATE_PERMISSION
+from topology import operations, services
 from topology.models import LAN, Edge, Topology, TopologyStatusEvent
 from topology.status import DELETABLE_STATUSES, EDITABLE_STATUSES
 
@@ -84,6 +85,7 @@ class TopologyAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "status", "version", "status_changed_at", "created_at", "updated_at")
     fields = ("name", "description", *readonly_fields)
     inlines = (LANInline, DeckyInline, EdgeInline, StatusEventInline)
+    actions = ("deploy_selected", "teardown_selected")
 
     @admin.display(description="LANs")
     def lan_count(self, obj: Topology) -> int:
@@ -111,3 +113,32 @@ class TopologyAdmin(admin.ModelAdmin):
             services.topology_delete(topology_id=obj.pk)
         except DomainError as exc:
             self.message_user(request, exc.detail, level=messages.ERROR)
+
+    # --- actions: thin wrappers over topology.operations (validation, status machine and queueing live there) ---
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(OPERATE_PERMISSION))
+
+    def _each(self, request: HttpRequest, queryset: Any, verb: str, request_fn: Any) -> None:
+        done = []
+        for topology in queryset.order_by("name"):
+            try:
+                request_fn(topology=topology, actor=request.user.get_username())
+            except DomainError as exc:
+                issues = getattr(exc, "issues", None) or []
+                details = "; ".join(f"{issue['code']}: {issue['message']}" for issue in issues[:5])
+                self.message_user(
+                    request, f"{topology.name}: {exc.detail}{' — ' + details if details else ''}", level=messages.ERROR
+                )
+            else:
+                done.append(topology.name)
+        if done:
+            self.message_user(request, f"{verb} queued for {', '.join(done)}; follow their status.", messages.SUCCESS)
+
+    @admin.action(description="Deploy selected topologies (validated first)", permissions=["operate"])
+    def deploy_selected(self, request: HttpRequest, queryset: Any) -> None:
+        self._each(request, queryset, "Deploy", operations.topology_deploy_request)
+
+    @admin.action(description="Tear down selected topologies", permissions=["operate"])
+    def teardown_selected(self, request: HttpRequest, queryset: Any) -> None:
+        self._each(request, queryset, "Teardown", operations.topology_teardown_request)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import transaction
@@ -29,8 +29,10 @@ LAN_SUBNET_POOL = ipaddress.IPv4Network("10.0.0.0/16")
 
 
 def topology_create(*, name: str, description: str = "") -> Topology:
-    """Create a pending topology at version 1."""
+    """Create a pending topology at version 1; a taken name is a :class:`ConflictError` (409)."""
     topology = Topology(name=name, description=description)
+    if Topology.objects.filter(name=name).exists():
+        raise ConflictError(f"a topology named {name!r} already exists", name=name)
     topology.full_clean()
     with transaction.atomic():
         topology.save()
@@ -46,6 +48,8 @@ def topology_update(*, topology_id: uuid.UUID | str, expected_version: int | Non
         raise InvalidInputError(f"cannot update {sorted(unknown)} on a topology")
     with transaction.atomic():
         topology = _lock_for_edit(topology_id, expected_version)
+        if "name" in fields and Topology.objects.filter(name=fields["name"]).exclude(pk=topology.pk).exists():
+            raise ConflictError(f"a topology named {fields['name']!r} already exists", name=fields["name"])
         for key, value in fields.items():
             setattr(topology, key, value)
         topology.full_clean()
@@ -81,12 +85,17 @@ def topology_transition(*, topology_id: uuid.UUID | str, to: str, reason: str = 
     return topology
 
 
-def topology_delete(*, topology_id: uuid.UUID | str) -> None:
-    """Delete a topology and its LANs, deckies, edges and status events (pending, failed or torn down only)."""
+def topology_delete(*, topology_id: uuid.UUID | str, expected_version: int | None = None) -> None:
+    """Delete a topology and its LANs, deckies, edges and status events (pending, failed or torn down only).
+
+    With ``expected_version`` the topology must still be at that version (else :class:`VersionConflict`).
+    """
     with transaction.atomic():
         topology = Topology.objects.select_for_update().filter(pk=topology_id).first()
         if topology is None:
             raise TopologyNotFoundError(f"topology {topology_id} does not exist")
+        if expected_version is not None and topology.version != expected_version:
+            raise VersionConflict(current=topology.version, expected=expected_version)
         if topology.status not in DELETABLE_STATUSES:
             raise TopologyNotEditableError(
                 f"a {topology.status} topology cannot be deleted; tear it down first", status=topology.status
@@ -113,6 +122,27 @@ def _lock_for_edit(topology_id: uuid.UUID | str, expected_version: int | None) -
             raise VersionConflict(current=topology.version, expected=expected_version)
         topology.version = expected_version + 1
     return topology
+
+
+def topology_versioned_edit[T](
+    *, topology_id: uuid.UUID | str, expected_version: int | None, write: Callable[[int], T]
+) -> tuple[T, int]:
+    """Run one child-row write as a versioned edit that always bumps the version; returns (result, new version).
+
+    ``write`` receives the version to pass on as ``expected_version`` to a child-row service (``lan_create``,
+    ``deckies.services.decky_create``, …). Without ``expected_version`` the caller is not checked, but the
+    version is still bumped: the row lock is taken first, so the current version is passed on and cannot go
+    stale before the write, and every change is visible to other editors (and in the ``ETag``). Raises
+    :class:`TopologyNotFoundError` and whatever ``write`` raises (409 not editable / version conflict, …).
+    """
+    with transaction.atomic():
+        current = Topology.objects.select_for_update().filter(pk=topology_id).values_list("version", flat=True)
+        version = current.first()
+        if version is None:
+            raise TopologyNotFoundError(f"topology {topology_id} does not exist")
+        result = write(version if expected_version is None else expected_version)
+        new_version = Topology.objects.filter(pk=topology_id).values_list("version", flat=True).get()
+    return result, new_version
 
 
 def topology_lock_for_edit(topology_id: uuid.UUID | str, expected_version: int | None) -> Topology:
@@ -217,6 +247,29 @@ def edge_create(
         if ip is not None and ipaddress.IPv4Address(ip) not in lan.network:
             raise InvalidInputError(f"{ip} is not inside LAN {lan.name!r} ({lan.subnet})")
         edge = Edge(topology=topology, decky=decky, lan=lan, ip=ip, is_bridge=is_bridge, forwards_l3=forwards_l3)
+        edge.full_clean()
+        edge.save()
+    return edge
+
+
+EDGE_EDITABLE_FIELDS = frozenset({"ip", "is_bridge", "forwards_l3"})
+
+
+def edge_update(*, edge_id: uuid.UUID | str, expected_version: int | None = None, **fields: Any) -> Edge:
+    """Change an edge's address or flags (pending only); the address must be inside the LAN (else 400)."""
+    unknown = set(fields) - EDGE_EDITABLE_FIELDS
+    if unknown:
+        raise InvalidInputError(f"cannot update {sorted(unknown)} on an edge")
+    edge = Edge.objects.select_related("lan").filter(pk=edge_id).first()
+    if edge is None:
+        raise NotFoundError(f"edge {edge_id} does not exist")
+    with transaction.atomic():
+        _lock_for_edit(edge.topology_id, expected_version)
+        ip = fields.get("ip", edge.ip)
+        if ip is not None and ipaddress.IPv4Address(ip) not in edge.lan.network:
+            raise InvalidInputError(f"{ip} is not inside LAN {edge.lan.name!r} ({edge.lan.subnet})")
+        for key, value in fields.items():
+            setattr(edge, key, value)
         edge.full_clean()
         edge.save()
     return edge

@@ -165,7 +165,11 @@ class DeckySerializer(serializers.ModelSerializer):
             row = rows.get(lifecycle_id) if rows is not None else lifecycle_rows_by_id([lifecycle_id]).get(lifecycle_id)
         else:
             row = DeckyLifecycle.objects.filter(decky_name=decky.lifecycle_key).order_by("-started_at", "-id").first()
-        return None if row is None else dict(DeckyLifecycleSerializer(row).data)
+        if row is None:
+            return None
+        # One nested serializer for the whole page: building serializer fields per row costs more than the query.
+        nested = self.__dict__.setdefault("_lifecycle_serializer", DeckyLifecycleSerializer())
+        return dict(nested.to_representation(row))
 
 
 class _DeckyWriteSerializer(serializers.Serializer):

@@ -372,6 +372,11 @@ def _render_topology(topology: Topology, deckies: Sequence[Decky] | None = None)
     )
 
 
+def render_topology(topology: Topology) -> str:
+    """Deterministic compose YAML for a topology: one bridge network per LAN (internal unless DMZ). No Docker."""
+    return _render_topology(topology).yaml
+
+
 def _scope_of(decky: Decky) -> _Scope:
     if decky.topology_id is None:
         return _Scope(naming.FLEET_PROJECT, host_url(_decky_host(decky)), fleet_file(_decky_host(decky)), None)

@@ -1,12 +1,23 @@
-"""Topology arguments of the fleet commands (``--topology ID|NAME``): lookup, deploy and teardown."""
+"""Topology arguments of the fleet commands (``--topology ID|NAME``): lookup, render, deploy and teardown.
+
+A topology is deployed and torn down as a whole by the topology operations (``topology.operations``:
+``topology_deploy_request`` / ``topology_teardown_request``, each taking ``topology``, ``run_inline`` and
+``actor``), and rendered by :func:`deckies.engine.runtime.render_topology`. The commands resolve them when they
+run, so they answer with a clear error on a build that does not ship them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from deckies.management.cli import actor, domain_errors, lifecycle_progress, lifecycle_table
+from lifecycle.models import DeckyLifecycle
 from topology.models import Topology
 
 
@@ -29,11 +40,58 @@ def resolve_topology(ref: str) -> Topology:
     return found
 
 
+def render_topology(topology: Topology) -> str:
+    """The compose YAML of ``topology``, rendered by the engine without touching Docker."""
+    from deckies.engine import runtime
+
+    render: Callable[[Topology], str] | None = getattr(runtime, "render_topology", None)
+    if render is None:
+        raise CommandError("rendering topologies is not available in this build")
+    return render(topology)
+
+
+def _operation(name: str) -> Callable[..., Any]:
+    try:
+        module = importlib.import_module("topology.operations")
+    except ModuleNotFoundError as exc:
+        if exc.name != "topology.operations":
+            raise
+        module = None
+    function = getattr(module, name, None) if module is not None else None
+    if function is None:
+        raise CommandError(f"topology operations are not available in this build ({name} is missing)")
+    return function
+
+
+def _run(command: BaseCommand, ref: str, name: str, verb: str, *, sync: bool) -> None:
+    topology = resolve_topology(ref)
+    request = _operation(name)
+    with domain_errors(), lifecycle_progress(command.stdout, command.style) if sync else contextlib.nullcontext():
+        result = request(topology=topology, run_inline=sync, actor=actor())
+    rows = [r for r in (result if isinstance(result, list | tuple) else [result]) if isinstance(r, DeckyLifecycle)]
+    if rows:
+        command.stdout.write(lifecycle_table(rows, command.style))
+    topology.refresh_from_db()
+    where = f"topology {topology.name} ({topology.short_id})"
+    if sync:
+        command.stdout.write(f"{verb} of {where} finished; status: {topology.status}")
+    else:
+        command.stdout.write(f"{verb} of {where} queued; status: {topology.status} (follow it with `status`)")
+
+
 def deploy_topology(command: BaseCommand, ref: str, *, sync: bool) -> None:
     """Deploy a whole topology (its LANs, deckies and edges) and print the outcome."""
-    raise CommandError("deploying topologies from the command line is not available yet")
+    _run(command, ref, "topology_deploy_request", "deploy", sync=sync)
 
 
-def teardown_topology(command: BaseCommand, ref: str, *, sync: bool, dry_run: bool) -> Any:
-    """Tear a whole topology down and print the outcome."""
-    raise CommandError("tearing topologies down from the command line is not available yet")
+def teardown_topology(command: BaseCommand, ref: str, *, sync: bool, dry_run: bool) -> None:
+    """Tear a whole topology down (``dry_run``: only say what would go) and print the outcome."""
+    if dry_run:
+        topology = resolve_topology(ref)
+        names = sorted(topology.deckies.values_list("name", flat=True))
+        command.stdout.write(
+            f"Dry run: topology {topology.name} ({topology.short_id}, {topology.status}) would be torn down: "
+            f"{len(names)} decky(s) ({', '.join(names) or 'none'}) and {topology.lans.count()} LAN(s)."
+        )
+        return
+    _run(command, ref, "topology_teardown_request", "teardown", sync=sync)

@@ -10,7 +10,7 @@ from deckies.models import Decky, DeckyService, Host, Network
 from lifecycle.models import DeckyLifecycle
 
 
-class NetworkFactory(factory.django.DjangoModelFactory):
+class NetworkFactory(factory.django.DjangoModelFactory[Network]):
     class Meta:
         model = Network
         django_get_or_create = ("name",)
@@ -19,7 +19,7 @@ class NetworkFactory(factory.django.DjangoModelFactory):
     subnet = factory.Sequence(lambda n: f"10.{150 + n // 256}.{n % 256}.0/24")
 
 
-class HostFactory(factory.django.DjangoModelFactory):
+class HostFactory(factory.django.DjangoModelFactory[Host]):
     class Meta:
         model = Host
 
@@ -27,7 +27,7 @@ class HostFactory(factory.django.DjangoModelFactory):
     docker_url = "tcp://127.0.0.1:2375"
 
 
-class DeckyFactory(factory.django.DjangoModelFactory):
+class DeckyFactory(factory.django.DjangoModelFactory[Decky]):
     """A fleet decky on one shared network, with ``services`` (default ssh + http) as rows."""
 
     class Meta:
@@ -35,22 +35,22 @@ class DeckyFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"decky-{n:03d}")
-    network = factory.LazyFunction(lambda: NetworkFactory(name="factory-lan", subnet="10.149.0.0/24"))
+    network = factory.LazyFunction(lambda: NetworkFactory.create(name="factory-lan", subnet="10.149.0.0/24"))
     ip = factory.Sequence(lambda n: f"10.149.0.{n % 250 + 2}")
     hostname = factory.LazyAttribute(lambda o: f"{o.name}.example")
     distro = "debian"
     nmap_os = "linux"
 
     @factory.post_generation
-    def services(self, create: bool, extracted: Any, **kwargs: Any) -> None:
+    def services(obj: Decky, create: bool, extracted: Any, **kwargs: Any) -> None:  # noqa: N805 - factory-boy hook
         if not create:
             return
         slugs = ["ssh", "http"] if extracted is None else list(extracted)
         for position, slug in enumerate(slugs):
-            DeckyService.objects.create(decky=self, slug=slug, config={}, position=position)
+            DeckyService.objects.create(decky=obj, slug=slug, config={}, position=position)
 
 
-class LifecycleFactory(factory.django.DjangoModelFactory):
+class LifecycleFactory(factory.django.DjangoModelFactory[DeckyLifecycle]):
     class Meta:
         model = DeckyLifecycle
 

@@ -45,7 +45,7 @@ def _act(client: Client, action: str, deckies: list[Decky]) -> Any:
 
 
 def test_changelist_offers_the_actions(staff: Client) -> None:
-    DeckyFactory()
+    DeckyFactory.create()
     body = staff.get(reverse(CHANGELIST)).content.decode()
     for action in ("deploy_selected", "mutate_selected", "teardown_selected"):
         assert action in body
@@ -54,7 +54,7 @@ def test_changelist_offers_the_actions(staff: Client) -> None:
 def test_deploy_action_runs_and_links_to_rows(
     staff: Client, fake: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
 ) -> None:
-    a, b = DeckyFactory(), DeckyFactory()
+    a, b = DeckyFactory.create(), DeckyFactory.create()
     with django_capture_on_commit_callbacks(execute=True):
         response = _act(staff, "deploy_selected", [a, b])
     assert response.status_code == 200
@@ -72,7 +72,7 @@ def test_deploy_action_runs_and_links_to_rows(
 def test_mutate_and_teardown_actions(
     staff: Client, fake: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
 ) -> None:
-    decky = DeckyFactory()
+    decky = DeckyFactory.create()
     Decky.objects.filter(pk=decky.pk).update(state=DeckyState.RUNNING)
     with django_capture_on_commit_callbacks(execute=True):
         _act(staff, "mutate_selected", [decky])
@@ -86,7 +86,7 @@ def test_mutate_and_teardown_actions(
 
 
 def test_a_refused_decky_is_reported_without_hiding_the_others(staff: Client, fake: fakes.FakeEngine) -> None:
-    busy, free = DeckyFactory(name="busy"), DeckyFactory(name="free")
+    busy, free = DeckyFactory.create(name="busy"), DeckyFactory.create(name="free")
     lifecycle_services.lifecycle_create(decky_name=busy.name, operation="deploy")
     response = _act(staff, "teardown_selected", [busy, free])
     text = response.content.decode()
@@ -99,6 +99,6 @@ def test_viewers_do_not_get_the_actions(viewer: User) -> None:
     viewer.save()
     client = Client()
     client.force_login(viewer)
-    DeckyFactory()
+    DeckyFactory.create()
     body = client.get(reverse(CHANGELIST)).content.decode()
     assert "deploy_selected" not in body

@@ -83,7 +83,7 @@ class TestHosts:
         assert not Host.objects.exists()
 
     def test_errors(self, operator_client: APIClient, viewer_client: APIClient) -> None:
-        host = HostFactory(name="taken")
+        host = HostFactory.create(name="taken")
         body = {"name": "taken", "docker_url": "unix:///var/run/docker.sock"}
         assert operator_client.post(f"{API}hosts/", body, format="json").status_code == 409
         assert operator_client.post(f"{API}hosts/", body | {"name": "x", "docker_url": "ftp://nope"}).status_code == 400
@@ -91,9 +91,9 @@ class TestHosts:
         missing = "00000000-0000-0000-0000-000000000000"
         assert viewer_client.get(f"{API}hosts/{missing}/").status_code == 404
         assert operator_client.patch(f"{API}hosts/{missing}/", {}, format="json").status_code == 404
-        other = HostFactory(name="other")
+        other = HostFactory.create(name="other")
         assert operator_client.patch(f"{API}hosts/{other.uuid}/", {"name": "taken"}, format="json").status_code == 409
-        DeckyFactory(host=host)
+        DeckyFactory.create(host=host)
         response = operator_client.delete(f"{API}hosts/{host.uuid}/")
         assert response.status_code == 409
         assert Host.objects.filter(pk=host.pk).exists()
@@ -106,7 +106,7 @@ class TestHealth:
 
     def test_all_ok(self, viewer_client: APIClient, fake: fakes.FakeEngine) -> None:
         call_command("setup_schedules", stdout=StringIO())
-        HostFactory(name="edge")
+        HostFactory.create(name="edge")
         response = viewer_client.get(f"{API}health/")
         body = response.json()
         assert response.status_code == 200, body

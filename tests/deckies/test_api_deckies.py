@@ -98,7 +98,7 @@ class TestAuth:
         ],
     )
     def test_viewer_cannot_write(self, viewer_client: APIClient, method: str, path: str) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         response = getattr(viewer_client, method)(path.format(name=decky.name), {}, format="json")
         assert response.status_code == 403
         assert not DeckyLifecycle.objects.exists()
@@ -109,7 +109,7 @@ class TestAuth:
 
 class TestRead:
     def test_list_representation(self, viewer_client: APIClient) -> None:
-        decky = DeckyFactory(services=["ssh", "http"], archetype="linux-server")
+        decky = DeckyFactory.create(services=["ssh", "http"], archetype="linux-server")
         row = lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
         body = viewer_client.get(DECKIES).json()
         assert body["count"] == 1
@@ -125,14 +125,14 @@ class TestRead:
 
     def test_topology_deckies_are_not_in_the_fleet(self, viewer_client: APIClient) -> None:
         topology = Topology.objects.create(name="maze")
-        DeckyFactory(topology=topology, network=None, ip=None, name="inside")
-        DeckyFactory(name="outside")
+        DeckyFactory.create(topology=topology, network=None, ip=None, name="inside")
+        DeckyFactory.create(name="outside")
         names = [item["name"] for item in viewer_client.get(DECKIES).json()["results"]]
         assert names == ["outside"]
         assert viewer_client.get(f"{DECKIES}inside/").status_code == 404
 
     def test_latest_lifecycle_is_the_newest_row(self, viewer_client: APIClient) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
         newest = lifecycle_services.lifecycle_create(decky_name=decky.name, operation="mutate")
         assert viewer_client.get(f"{DECKIES}{decky.name}/").json()["latest_lifecycle"]["id"] == str(newest.pk)
@@ -141,7 +141,7 @@ class TestRead:
         self, viewer_client: APIClient, django_assert_max_num_queries: Any
     ) -> None:
         for _ in range(25):
-            decky = DeckyFactory(services=["ssh", "http", "ftp"])
+            decky = DeckyFactory.create(services=["ssh", "http", "ftp"])
             lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
         viewer_client.get(DECKIES)  # warm the permission cache of the user
         with django_assert_max_num_queries(6):
@@ -150,7 +150,7 @@ class TestRead:
         assert all(item["latest_lifecycle"] is not None for item in body["results"])
 
     def test_pagination(self, viewer_client: APIClient) -> None:
-        names = sorted(DeckyFactory().name for _ in range(5))
+        names = sorted(DeckyFactory.create().name for _ in range(5))
         body = viewer_client.get(f"{DECKIES}?limit=2&offset=2").json()
         assert body["count"] == 5
         assert [item["name"] for item in body["results"]] == names[2:4]
@@ -158,9 +158,9 @@ class TestRead:
         assert body["previous"]
 
     def test_filters(self, viewer_client: APIClient) -> None:
-        host = HostFactory(name="edge")
-        a = DeckyFactory(services=["ssh"], archetype="deaddeck", host=host)
-        b = _deployed(DeckyFactory(services=["http", "ftp"], archetype="web-server"))
+        host = HostFactory.create(name="edge")
+        a = DeckyFactory.create(services=["ssh"], archetype="deaddeck", host=host)
+        b = _deployed(DeckyFactory.create(services=["http", "ftp"], archetype="web-server"))
 
         def names(query: str) -> list[str]:
             response = viewer_client.get(f"{DECKIES}?{query}")
@@ -179,7 +179,7 @@ class TestRead:
         assert viewer_client.get(f"{DECKIES}?state=exploded").status_code == 400
 
     def test_secret_config_is_masked_for_viewers(self, viewer_client: APIClient, operator_client: APIClient) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         DeckyService.objects.filter(decky=decky).update(config={"password": "hunter2", "user": "root"})
         seen = viewer_client.get(f"{DECKIES}{decky.name}/").json()["service_config"]["ssh"]
         assert seen == {"password": "********", "user": "root"}
@@ -240,12 +240,12 @@ class TestWrite:
         assert not Decky.objects.exists()
 
     def test_create_duplicate_is_409(self, operator_client: APIClient) -> None:
-        DeckyFactory(name="dup")
+        DeckyFactory.create(name="dup")
         response = operator_client.post(DECKIES, {"name": "dup", "services": ["ssh"]}, format="json")
         assert response.status_code == 409
 
     def test_update(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         response = operator_client.patch(
             f"{DECKIES}{decky.name}/", {"services": ["ssh", "ftp"], "hostname": "files.corp"}, format="json"
         )
@@ -258,20 +258,20 @@ class TestWrite:
         assert fake.calls == []
 
     def test_update_errors(self, operator_client: APIClient) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         assert operator_client.patch(f"{DECKIES}nope/", {}, format="json").status_code == 404
         response = operator_client.patch(f"{DECKIES}{decky.name}/", {"services": ["nonsense"]}, format="json")
         assert response.status_code == 422
         assert operator_client.patch(f"{DECKIES}{decky.name}/", {"services": []}, format="json").status_code == 400
 
     def test_delete(self, operator_client: APIClient) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         assert operator_client.delete(f"{DECKIES}{decky.name}/").status_code == 204
         assert not Decky.objects.exists()
         assert operator_client.delete(f"{DECKIES}{decky.name}/").status_code == 404
 
     def test_delete_while_deployed_is_409(self, operator_client: APIClient) -> None:
-        decky = _deployed(DeckyFactory())
+        decky = _deployed(DeckyFactory.create())
         response = operator_client.delete(f"{DECKIES}{decky.name}/")
         assert response.status_code == 409
         assert Decky.objects.filter(pk=decky.pk).exists()
@@ -282,7 +282,7 @@ class TestWrite:
 
 class TestOperations:
     def test_deploy_one(self, operator_client: APIClient, fake: fakes.FakeEngine, run_tasks: Any) -> None:
-        decky, other = DeckyFactory(), _deployed(DeckyFactory())
+        decky, other = DeckyFactory.create(), _deployed(DeckyFactory.create())
         with run_tasks():
             response = operator_client.post(f"{DECKIES}{decky.name}/deploy/")
         assert response.status_code == 202
@@ -298,7 +298,7 @@ class TestOperations:
     def test_deploy_failure_is_visible_in_the_poll(
         self, operator_client: APIClient, fake: fakes.FakeEngine, run_tasks: Any
     ) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         fake.fail["deploy_deckies"] = ContainerRefusedError("address in use")
         with run_tasks():
             response = operator_client.post(f"{DECKIES}{decky.name}/deploy/")
@@ -311,14 +311,14 @@ class TestOperations:
         assert body["last_error"] == row["error"]
 
     def test_deploy_reuses_an_open_row(self, operator_client: APIClient) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         first = operator_client.post(f"{DECKIES}{decky.name}/deploy/").json()["lifecycle_ids"]
         again = operator_client.post(f"{DECKIES}{decky.name}/deploy/")
         assert again.status_code == 202
         assert again.json()["lifecycle_ids"] == first
 
     def test_operation_errors(self, operator_client: APIClient) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         for verb in ("deploy", "mutate", "teardown"):
             assert operator_client.post(f"{DECKIES}nope/{verb}/").status_code == 404
         lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
@@ -328,7 +328,7 @@ class TestOperations:
         assert operator_client.get(f"{DECKIES}{decky.name}/deploy/").status_code == 405
 
     def test_bulk_deploy_all(self, operator_client: APIClient, fake: fakes.FakeEngine, run_tasks: Any) -> None:
-        names = sorted(DeckyFactory().name for _ in range(3))
+        names = sorted(DeckyFactory.create().name for _ in range(3))
         with run_tasks():
             response = operator_client.post(f"{DECKIES}deploy/", {}, format="json")
         assert response.status_code == 202
@@ -338,14 +338,14 @@ class TestOperations:
         assert sorted(call[0] for call in fake.names("deploy_deckies")) == names
 
     def test_bulk_deploy_names(self, operator_client: APIClient, run_tasks: Any) -> None:
-        a, _b = DeckyFactory(), DeckyFactory()
+        a, _b = DeckyFactory.create(), DeckyFactory.create()
         response = operator_client.post(f"{DECKIES}deploy/", {"names": [a.name]}, format="json")
         assert response.status_code == 202
         assert len(response.json()["lifecycle_ids"]) == 1
 
     def test_bulk_deploy_errors(self, operator_client: APIClient) -> None:
         assert operator_client.post(f"{DECKIES}deploy/", {}, format="json").status_code == 404  # empty fleet
-        DeckyFactory()
+        DeckyFactory.create()
         response = operator_client.post(f"{DECKIES}deploy/", {"names": ["ghost"]}, format="json")
         assert response.status_code == 404
         assert response.json()["unknown"] == ["ghost"]
@@ -353,7 +353,7 @@ class TestOperations:
         assert operator_client.post(f"{DECKIES}deploy/", {"names": "x"}, format="json").status_code == 400
 
     def test_mutate(self, operator_client: APIClient, fake: fakes.FakeEngine, run_tasks: Any) -> None:
-        decky = _deployed(DeckyFactory(services=["ssh", "http"], archetype="linux-server"))
+        decky = _deployed(DeckyFactory.create(services=["ssh", "http"], archetype="linux-server"))
         with run_tasks():
             response = operator_client.post(f"{DECKIES}{decky.name}/mutate/")
         assert response.status_code == 202
@@ -368,7 +368,7 @@ class TestOperations:
     def test_mutate_of_an_undeployed_decky_updates_desired_state_only(
         self, operator_client: APIClient, fake: fakes.FakeEngine, run_tasks: Any
     ) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         with run_tasks():
             response = operator_client.post(f"{DECKIES}{decky.name}/mutate/")
         (row,) = _poll(operator_client, response["Location"])
@@ -380,13 +380,13 @@ class TestOperations:
         self, operator_client: APIClient, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr("deckies.operations.pick_new_services", lambda *args, **kwargs: None)
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         response = operator_client.post(f"{DECKIES}{decky.name}/mutate/")
         assert response.status_code == 404
         assert response.json()["code"] == "no_services_available"
 
     def test_teardown(self, operator_client: APIClient, fake: fakes.FakeEngine, run_tasks: Any) -> None:
-        decky = _deployed(DeckyFactory())
+        decky = _deployed(DeckyFactory.create())
         with run_tasks():
             response = operator_client.post(f"{DECKIES}{decky.name}/teardown/")
         assert response.status_code == 202
@@ -402,7 +402,7 @@ class TestOperations:
 
 class TestLiveServices:
     def test_add_and_remove_on_a_running_decky(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
-        decky = _deployed(DeckyFactory(services=["ssh"]))
+        decky = _deployed(DeckyFactory.create(services=["ssh"]))
         response = operator_client.post(
             f"{DECKIES}{decky.name}/services/", {"name": "ftp", "config": {}}, format="json"
         )
@@ -419,7 +419,7 @@ class TestLiveServices:
     def test_add_to_an_undeployed_decky_only_rerenders(
         self, operator_client: APIClient, fake: fakes.FakeEngine
     ) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         response = operator_client.post(f"{DECKIES}{decky.name}/services/", {"name": "ftp"}, format="json")
         assert response.status_code == 201
         assert fake.names("add_service") == []
@@ -439,19 +439,19 @@ class TestLiveServices:
         ],
     )
     def test_add_errors(self, operator_client: APIClient, payload: dict[str, Any], status: int) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         response = operator_client.post(f"{DECKIES}{decky.name}/services/", payload, format="json")
         assert response.status_code == status, response.json()
 
     def test_remove_errors(self, operator_client: APIClient) -> None:
-        decky = DeckyFactory(services=["ssh", "http"])
+        decky = DeckyFactory.create(services=["ssh", "http"])
         assert operator_client.delete(f"{DECKIES}{decky.name}/services/ftp/").status_code == 409
         assert operator_client.delete(f"{DECKIES}{decky.name}/services/nonsense/").status_code == 422
         assert operator_client.delete(f"{DECKIES}nope/services/ssh/").status_code == 404
         assert operator_client.post(f"{DECKIES}nope/services/", {"name": "ftp"}, format="json").status_code == 404
 
     def test_engine_refusal_is_409_and_rolled_back(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
-        decky = _deployed(DeckyFactory(services=["ssh"]))
+        decky = _deployed(DeckyFactory.create(services=["ssh"]))
         fake.fail["add_service"] = ContainerRefusedError("base not running")
         response = operator_client.post(f"{DECKIES}{decky.name}/services/", {"name": "ftp"}, format="json")
         assert response.status_code == 409
@@ -472,7 +472,7 @@ def _drop(name: str, **extra: Any) -> dict[str, Any]:
 
 class TestFiles:
     def test_drop(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
-        decky = _deployed(DeckyFactory())
+        decky = _deployed(DeckyFactory.create())
         response = operator_client.post(f"{DECKIES}files/", _drop(decky.name, mode=0o600), format="json")
         assert response.status_code == 201, response.json()
         assert response.json() == {"message": "ok", "container": f"decnet-fleet-{decky.name}-ssh"}
@@ -483,7 +483,7 @@ class TestFiles:
         assert "content" not in event.payload
 
     def test_drop_with_mtime_offset(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
-        decky = _deployed(DeckyFactory())
+        decky = _deployed(DeckyFactory.create())
         response = operator_client.post(f"{DECKIES}files/", _drop(decky.name, mtime_offset=-86400), format="json")
         assert response.status_code == 201
         mtime = fake.names("drop_file")[0][4]
@@ -491,7 +491,7 @@ class TestFiles:
 
     def test_topology_decky(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
         topology = Topology.objects.create(name="maze")
-        decky = DeckyFactory(topology=topology, network=None, ip=None, name="gw")
+        decky = DeckyFactory.create(topology=topology, network=None, ip=None, name="gw")
         response = operator_client.post(
             f"{DECKIES}files/", _drop(decky.name, topology_id=str(topology.pk)), format="json"
         )
@@ -512,24 +512,24 @@ class TestFiles:
         ],
     )
     def test_drop_errors(self, operator_client: APIClient, change: dict[str, Any], status: int) -> None:
-        decky = _deployed(DeckyFactory())
+        decky = _deployed(DeckyFactory.create())
         response = operator_client.post(f"{DECKIES}files/", _drop(decky.name) | change, format="json")
         assert response.status_code == status, response.json()
 
     def test_container_refusal_is_409(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         fake.fail["drop_file"] = ContainerRefusedError("container is not running")
         response = operator_client.post(f"{DECKIES}files/", _drop(decky.name), format="json")
         assert response.status_code == 409
         assert response.json()["code"] == "container_refused"
 
     def test_engine_path_refusal_is_400(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         fake.fail["drop_file"] = InvalidPathError("path must be absolute")
         assert operator_client.post(f"{DECKIES}files/", _drop(decky.name), format="json").status_code == 400
 
     def test_delete(self, operator_client: APIClient, fake: fakes.FakeEngine) -> None:
-        decky = _deployed(DeckyFactory())
+        decky = _deployed(DeckyFactory.create())
         body = {"decky_name": decky.name, "path": "/tmp/x"}
         response = operator_client.delete(f"{DECKIES}files/", body, format="json")
         assert response.status_code == 200

@@ -546,3 +546,57 @@ def test_quickstart_stops_both_children_on_sigterm(data_dir: Path, monkeypatch: 
     assert "[web] up web" in text
     assert text.rstrip().endswith("Stopped.")
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+# --- topologies ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def maze(db: None) -> Topology:
+    return Topology.objects.create(name="maze")
+
+
+@pytest.fixture
+def topology_operations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """A stand-in ``topology.operations`` recording the requests the commands make."""
+    import types
+
+    calls: list[tuple[str, Any]] = []
+    module = types.ModuleType("topology.operations")
+    module.topology_deploy_request = lambda **kwargs: calls.append(("deploy", kwargs))  # type: ignore[attr-defined]
+    module.topology_teardown_request = lambda **kwargs: calls.append(("teardown", kwargs))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "topology.operations", module)
+    return calls
+
+
+def test_topology_deploy_and_teardown_call_the_topology_operations(
+    maze: Topology, topology_operations: list[tuple[str, Any]]
+) -> None:
+    out = run("deploy", "--topology", "maze")
+    assert "deploy of topology maze" in out
+    assert "queued" in out
+    run("deploy", "--topology", maze.short_id, "--sync")
+    run("teardown", "--topology", str(maze.pk))
+    assert [(name, kwargs["topology"].pk, kwargs["run_inline"]) for name, kwargs in topology_operations] == [
+        ("deploy", maze.pk, False),
+        ("deploy", maze.pk, True),
+        ("teardown", maze.pk, False),
+    ]
+    dry = run("teardown", "--topology", "maze", "--dry-run")
+    assert "Dry run: topology maze" in dry
+    assert len(topology_operations) == 3
+
+
+def test_topology_commands_bad_input(maze: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "topology.operations", None)
+    with pytest.raises(CommandError, match="no topology"):
+        run("deploy", "--topology", "nowhere")
+    with pytest.raises(CommandError, match="not available"):
+        run("deploy", "--topology", "maze")
+    with pytest.raises(CommandError, match="exactly one"):
+        run("teardown", "--topology", "maze", "--all")
+
+
+def test_render_compose_of_a_topology(maze: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "render_topology", lambda t: f"name: decnet-t-{t.short_id}\n", raising=False)
+    assert run("render_compose", "--topology", "maze") == f"name: decnet-t-{maze.short_id}\n"

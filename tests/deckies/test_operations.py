@@ -69,7 +69,7 @@ def _deployed(decky: Decky) -> Decky:
 
 def _topology_decky(status: str = "pending") -> Decky:
     topology = Topology.objects.create(name=f"maze-{uuid.uuid4().hex[:6]}")
-    decky = DeckyFactory(topology=topology, network=None, ip=None)
+    decky = DeckyFactory.create(topology=topology, network=None, ip=None)
     path = {"pending": [], "active": ["deploying", "active"], "deploying": ["deploying"]}[status]
     for step in path:
         topology_transition(topology_id=topology.pk, to=step)
@@ -83,7 +83,7 @@ class TestRequests:
     def test_deploy_creates_one_pending_row_per_decky_and_queues_after_commit(
         self, queued: list[Any], django_capture_on_commit_callbacks: Any
     ) -> None:
-        a, b = DeckyFactory(), DeckyFactory()
+        a, b = DeckyFactory.create(), DeckyFactory.create()
         with django_capture_on_commit_callbacks(execute=True):
             rows = operations.deploy_request(deckies=[b, a])
             assert queued == []  # nothing leaves before the rows are committed
@@ -95,7 +95,7 @@ class TestRequests:
     def test_open_row_for_same_operation_is_returned_and_nothing_queued(
         self, queued: list[Any], django_capture_on_commit_callbacks: Any
     ) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         with django_capture_on_commit_callbacks(execute=True):
             (first,) = operations.deploy_request(deckies=[decky])
         with django_capture_on_commit_callbacks(execute=True):
@@ -104,12 +104,12 @@ class TestRequests:
         assert len(queued) == 1
 
     def test_running_row_is_reused_too(self, queued: list[Any]) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         row = lifecycle_services.lifecycle_create(decky_name=decky.name, operation="teardown", status="running")
         assert operations.teardown_request(decky=decky).pk == row.pk
 
     def test_other_open_operation_is_refused_with_its_id(self, queued: list[Any]) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         row = lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
         with pytest.raises(operations.OperationInProgressError) as caught:
             operations.teardown_request(decky=decky)
@@ -117,7 +117,7 @@ class TestRequests:
         assert caught.value.extra == {"lifecycle_id": str(row.pk), "operation": "deploy"}
 
     def test_bulk_deploy_is_all_or_nothing(self, queued: list[Any]) -> None:
-        free, busy = DeckyFactory(), DeckyFactory()
+        free, busy = DeckyFactory.create(), DeckyFactory.create()
         lifecycle_services.lifecycle_create(decky_name=busy.name, operation="mutate")
         with pytest.raises(operations.OperationInProgressError):
             operations.deploy_request(deckies=[free, busy])
@@ -132,7 +132,7 @@ class TestRequests:
         assert deploy.value.status_code == 422
 
     def test_mutate_commits_new_services_before_the_task(self, queued: list[Any]) -> None:
-        decky = DeckyFactory(services=["ssh", "http"], archetype="linux-server")
+        decky = DeckyFactory.create(services=["ssh", "http"], archetype="linux-server")
         DeckyService.objects.filter(decky=decky, slug="ssh").update(config={"user": "kept"})
         row = operations.mutate_request(decky=decky, rng=random.Random(3), actor="alice")
         decky.refresh_from_db()
@@ -151,14 +151,14 @@ class TestRequests:
         assert event.payload["actor"] == "alice"
 
     def test_mutate_with_an_open_mutate_row_does_not_pick_again(self, queued: list[Any]) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         first = operations.mutate_request(decky=decky)
         services_after_first = Decky.objects.get(pk=decky.pk).service_slugs
         assert operations.mutate_request(decky=decky).pk == first.pk
         assert Decky.objects.get(pk=decky.pk).service_slugs == services_after_first
 
     def test_mutate_without_services_available_is_404(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         monkeypatch.setattr(operations, "pick_new_services", lambda *args, **kwargs: None)
         with pytest.raises(operations.NoServicesAvailableError) as caught:
             operations.mutate_request(decky=decky)
@@ -172,7 +172,7 @@ class TestRequests:
             raise ConnectionError("redis is down")
 
         monkeypatch.setattr("django_q.tasks.async_task", broken)
-        a, b = DeckyFactory(), DeckyFactory()
+        a, b = DeckyFactory.create(), DeckyFactory.create()
         with (
             pytest.raises(operations.QueueUnavailableError) as caught,
             django_capture_on_commit_callbacks(execute=True),
@@ -181,16 +181,16 @@ class TestRequests:
         assert caught.value.status_code == 503
         rows = DeckyLifecycle.objects.filter(decky_name__in=[a.name, b.name])
         assert {row.status for row in rows} == {"failed"}
-        assert all(row.error.startswith("QueueUnavailableError: ") for row in rows)
+        assert all((row.error or "").startswith("QueueUnavailableError: ") for row in rows)
 
     def test_auto_mutate_requests_only_due_deckies(self, queued: list[Any]) -> None:
         now = timezone.now()
-        due = _deployed(DeckyFactory(mutate_interval=timedelta(minutes=5)))
+        due = _deployed(DeckyFactory.create(mutate_interval=timedelta(minutes=5)))
         Decky.objects.filter(pk=due.pk).update(last_mutated=now - timedelta(minutes=6))
-        fresh = _deployed(DeckyFactory(mutate_interval=timedelta(minutes=5)))
+        fresh = _deployed(DeckyFactory.create(mutate_interval=timedelta(minutes=5)))
         Decky.objects.filter(pk=fresh.pk).update(last_mutated=now - timedelta(minutes=1))
-        DeckyFactory(mutate_interval=timedelta(minutes=1))  # not deployed
-        busy = _deployed(DeckyFactory(mutate_interval=timedelta(minutes=1)))
+        DeckyFactory.create(mutate_interval=timedelta(minutes=1))  # not deployed
+        busy = _deployed(DeckyFactory.create(mutate_interval=timedelta(minutes=1)))
         Decky.objects.filter(pk=busy.pk).update(last_mutated=now - timedelta(hours=1))
         lifecycle_services.lifecycle_create(decky_name=busy.name, operation="teardown")
         rows = operations.auto_mutate_due()
@@ -208,7 +208,7 @@ def _row(decky: Decky, operation: str = "deploy") -> DeckyLifecycle:
 
 class TestRunOperation:
     def test_engine_error_fails_row_and_decky(self, fake: fakes.FakeEngine) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         fake.fail["deploy_deckies"] = ComposeCommandError("compose up failed", stderr_tail="no space left")
         row = _row(decky)
         operations.run_operation(row.pk)
@@ -226,17 +226,17 @@ class TestRunOperation:
         "exc", [KeyError("boom"), RuntimeError("x" * 5000), EngineUnavailableError("no docker")], ids=str
     )
     def test_any_exception_fails_the_row_with_a_bounded_error(self, fake: fakes.FakeEngine, exc: BaseException) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         fake.fail["deploy_deckies"] = exc
         row = _row(decky)
         operations.run_operation(row.pk)
         row.refresh_from_db()
         assert row.status == "failed"
-        assert row.error.startswith(f"{type(exc).__name__}: ")
-        assert len(row.error) <= ERROR_MAX_LENGTH
+        assert (row.error or "").startswith(f"{type(exc).__name__}: ")
+        assert len(row.error or "") <= ERROR_MAX_LENGTH
 
     def test_base_exception_fails_the_row_then_propagates(self, fake: fakes.FakeEngine) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         fake.fail["deploy_deckies"] = SystemExit(3)
         row = _row(decky)
         with pytest.raises(SystemExit):
@@ -250,10 +250,10 @@ class TestRunOperation:
         operations.run_operation(row.pk)
         row.refresh_from_db()
         assert row.status == "failed"
-        assert row.error.startswith("DeckyNotFoundError: ")
+        assert (row.error or "").startswith("DeckyNotFoundError: ")
 
     def test_terminal_and_unknown_rows_are_not_run_again(self, fake: fakes.FakeEngine) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         row = _row(decky)
         lifecycle_services.lifecycle_fail(row.pk, "swept")
         operations.run_operation(row.pk)
@@ -263,7 +263,7 @@ class TestRunOperation:
         assert row.error == "swept"
 
     def test_a_row_swept_mid_run_keeps_the_sweep_verdict(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         row = _row(decky)
 
         def swept_meanwhile(deckies: Any) -> None:
@@ -276,7 +276,7 @@ class TestRunOperation:
         assert row.error == "worker lost"
 
     def test_teardown_failure_after_tearing_down(self, fake: fakes.FakeEngine) -> None:
-        decky = _deployed(DeckyFactory())
+        decky = _deployed(DeckyFactory.create())
         fake.fail["teardown_decky"] = EngineUnavailableError("engine gone")
         row = _row(decky, "teardown")
         operations.run_operation(row.pk)
@@ -286,7 +286,7 @@ class TestRunOperation:
         assert decky.state == DeckyState.FAILED
 
     def test_mutate_of_an_undeployed_decky_only_rewrites_desired_state(self, data_dir: Path) -> None:
-        decky = DeckyFactory()
+        decky = DeckyFactory.create()
         row = operations.mutate_request(decky=decky, rng=random.Random(1))
         operations.run_operation(row.pk)
         row.refresh_from_db()
@@ -296,7 +296,7 @@ class TestRunOperation:
         assert (data_dir / "compose").is_dir()
 
     def test_mutate_of_a_deployed_decky_redeploys_only_it(self, fake: fakes.FakeEngine) -> None:
-        decky, other = _deployed(DeckyFactory()), _deployed(DeckyFactory())
+        decky, other = _deployed(DeckyFactory.create()), _deployed(DeckyFactory.create())
         fake.fail["deploy_deckies"] = ComposeCommandError("image missing")
         row = operations.mutate_request(decky=decky)
         operations.run_operation(row.pk)
@@ -309,7 +309,7 @@ class TestRunOperation:
 
 class TestServiceChanges:
     def test_add_to_an_undeployed_decky_updates_desired_state_and_records_it(self) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         services = operations.service_add(decky=decky, slug="ftp", config={}, actor="bob")
         assert services == ["ssh", "ftp"]
         row = DeckyLifecycle.objects.get(decky_name=decky.name, operation="service_add")
@@ -319,13 +319,13 @@ class TestServiceChanges:
         assert event.payload["live"] is False
 
     def test_remove_from_an_undeployed_decky(self) -> None:
-        decky = DeckyFactory(services=["ssh", "http"])
+        decky = DeckyFactory.create(services=["ssh", "http"])
         assert operations.service_remove(decky=decky, slug="http") == ["ssh"]
         assert DeckyLifecycle.objects.get(operation="service_remove").status == "succeeded"
         assert Event.objects.filter(topic=f"decky.{decky.name}.service.removed").count() == 1
 
     def test_config_is_validated_and_stored(self) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         operations.service_add(decky=decky, slug="mysql", config={"version": "8.0.36"})
         assert DeckyService.objects.get(decky=decky, slug="mysql").config == {"version": "8.0.36"}
 
@@ -338,14 +338,14 @@ class TestServiceChanges:
         ],
     )
     def test_add_refusals(self, slug: str, config: dict[str, Any], error: type[Exception], status: int) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         with pytest.raises(error):
             operations.service_add(decky=decky, slug=slug, config=config)
         assert Decky.objects.get(pk=decky.pk).service_slugs == ["ssh"]
         assert not DeckyLifecycle.objects.exists()
 
     def test_add_present_and_remove_absent_are_409_and_unknown_remove_is_422(self) -> None:
-        decky = DeckyFactory(services=["ssh", "http"])
+        decky = DeckyFactory.create(services=["ssh", "http"])
         with pytest.raises(operations.ServiceConflictError):
             operations.service_add(decky=decky, slug="ssh")
         with pytest.raises(operations.ServiceConflictError):
@@ -354,18 +354,18 @@ class TestServiceChanges:
             operations.service_remove(decky=decky, slug="no-such-service")
 
     def test_the_last_service_cannot_be_removed(self) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         with pytest.raises(operations.ServiceConflictError):
             operations.service_remove(decky=decky, slug="ssh")
 
     def test_refused_while_another_operation_is_open(self) -> None:
-        decky = DeckyFactory(services=["ssh"])
+        decky = DeckyFactory.create(services=["ssh"])
         lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
         with pytest.raises(operations.OperationInProgressError):
             operations.service_add(decky=decky, slug="ftp")
 
     def test_live_add_failure_is_rolled_back(self, fake: fakes.FakeEngine) -> None:
-        decky = _deployed(DeckyFactory(services=["ssh"]))
+        decky = _deployed(DeckyFactory.create(services=["ssh"]))
         fake.fail["add_service"] = ContainerRefusedError("base is not running")
         with pytest.raises(ContainerRefusedError):
             operations.service_add(decky=decky, slug="ftp")
@@ -379,7 +379,7 @@ class TestServiceChanges:
         assert not Event.objects.filter(topic__endswith=".service.added").exists()
 
     def test_live_remove_failure_restores_the_service(self, fake: fakes.FakeEngine) -> None:
-        decky = _deployed(DeckyFactory(services=["ssh", "http"]))
+        decky = _deployed(DeckyFactory.create(services=["ssh", "http"]))
         DeckyService.objects.filter(decky=decky, slug="http").update(config={"server_header": "nginx"})
         fake.fail["remove_service"] = EngineUnavailableError("engine gone")
         with pytest.raises(EngineUnavailableError):
@@ -389,6 +389,7 @@ class TestServiceChanges:
 
     def test_pending_topology_decky_changes_desired_state_and_bumps_version(self, fake: fakes.FakeEngine) -> None:
         decky = _topology_decky("pending")
+        assert decky.topology_id is not None
         version = Topology.objects.get(pk=decky.topology_id).version
         operations.service_add(decky=decky, slug="ftp")
         assert fake.names("add_service") == []
@@ -419,7 +420,7 @@ class TestServiceChanges:
 def real_decky(data_dir: Path) -> Iterator[Decky]:
     if not fakes.docker_reachable():
         pytest.skip("the Docker engine is not reachable")
-    network = NetworkFactory(name=f"{fakes.unique_prefix()}lan", subnet=fakes.free_subnet())
+    network = NetworkFactory.create(name=f"{fakes.unique_prefix()}lan", subnet=fakes.free_subnet())
     decky = decky_create(name=f"{fakes.unique_prefix()}ops", services=["ssh", "http"], network=network)
     try:
         yield decky

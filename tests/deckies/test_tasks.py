@@ -41,16 +41,26 @@ class TestTasks:
         tasks.run_operation_task(str(row.pk))
         row.refresh_from_db()
         assert row.status == "failed"
-        assert row.error.startswith("DeckyNotFoundError")
+        assert (row.error or "").startswith("DeckyNotFoundError")
 
     def test_auto_mutate_task_counts_requests(self) -> None:
-        decky = DeckyFactory(mutate_interval=timedelta(minutes=1))
+        decky = DeckyFactory.create(mutate_interval=timedelta(minutes=1))
         Decky.objects.filter(pk=decky.pk).update(
             state=DeckyState.RUNNING, last_mutated=timezone.now() - timedelta(minutes=2)
         )
         assert tasks.auto_mutate_task() == 1
         assert tasks.auto_mutate_task() == 0  # last_mutated was committed with the request: not due again
         assert DeckyLifecycle.objects.filter(operation="mutate").count() == 1
+
+    def test_reconcile_task_with_the_real_reconciler(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from tests.deckies import fakes
+
+        fakes.install(monkeypatch)
+        monkeypatch.setattr("deckies.engine.runtime.fleet_containers", lambda host=None: [])
+        report = tasks.reconcile_task()
+        assert report is not None
+        assert report["heal"] is False
+        assert report["engine_error"] is None
 
     def test_reconcile_task_without_the_reconciler(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(sys.modules, "deckies.reconcile", None)

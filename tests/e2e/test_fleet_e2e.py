@@ -74,13 +74,17 @@ class Worker:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
+        """SIGTERM to the cluster's main process (its own graceful stop), then SIGKILL whatever of it is left."""
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+                self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
         self.proc = None
 
 
@@ -200,8 +204,10 @@ def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
 
     rows = _poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {"names": names}, format="json"), log)
     assert {row["status"] for row in rows} == {"succeeded"}, rows
+    assert len(rows) == 3
     for name, services in shapes.items():
-        assert _containers(name) == {None: "running", **dict.fromkeys(services, "running")}
+        expected: dict[str | None, str] = {None: "running", **dict.fromkeys(services, "running")}
+        assert _containers(name) == expected
         assert client.get(f"/api/v1/deckies/{name}/").json()["state"] == "running"
 
     # Mutate one decky: its containers follow the new services, the other deckies are not restarted.
@@ -211,6 +217,19 @@ def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
     mutated = client.get(f"/api/v1/deckies/{names[0]}/").json()["services"]
     assert set(_containers(names[0])) == {None, *mutated}
     assert {name: _started(name) for name in names[1:]} == untouched
+
+    # An additive deploy (a new decky, then "deploy everything") starts the newcomer and restarts nobody.
+    newcomer = f"{prefix}late"
+    response = client.post(
+        "/api/v1/deckies/", {"name": newcomer, "services": ["ftp"], "network": e2e["network"].name}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    running_before = {name: _started(name) for name in names}
+    rows = _poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {}, format="json"), log)
+    assert {row["status"] for row in rows} == {"succeeded"}, rows
+    assert _containers(newcomer) == {None: "running", "ftp": "running"}
+    assert {name: _started(name) for name in names} == running_before
+    names.append(newcomer)
 
     # Live service add / remove on another decky touches only that container.
     before = _started(names[1])

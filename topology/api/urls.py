@@ -1,5 +1,18 @@
-"""API routes (filled in by the module owner)."""
+"""Routes of the topology API: ``/topologies/`` and, under each topology, its LANs, deckies and edges."""
 
 from django.urls import URLPattern, URLResolver
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from topology.api import views
+
+app_name = "topology-api"
+
+_UNDER_TOPOLOGY = rf"topologies/(?P<topology_pk>{views.UUID_RE})"
+
+router = SimpleRouter()
+router.register("topologies", views.TopologyViewSet, basename="topology")
+router.register(f"{_UNDER_TOPOLOGY}/lans", views.LANViewSet, basename="topology-lan")
+router.register(f"{_UNDER_TOPOLOGY}/deckies", views.TopologyDeckyViewSet, basename="topology-decky")
+router.register(f"{_UNDER_TOPOLOGY}/edges", views.EdgeViewSet, basename="topology-edge")
+
+urlpatterns: list[URLPattern | URLResolver] = [*router.urls]

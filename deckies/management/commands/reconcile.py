@@ -81,9 +81,7 @@ class Command(BaseCommand):
             )
         )
         if report.orphans:
-            self.stdout.write(
-                self.style.WARNING("Containers of deckies not in this database (--heal --remove-orphans removes them):")
-            )
+            self.stdout.write(self.style.WARNING("Containers of deckies not in this database:"))
             self.stdout.write(
                 render_table(["CONTAINER", "DECKY", "SERVICE", "STATUS"],
                              [[c.name, c.decky, c.service or "base", c.status] for c in report.orphans])
@@ -99,4 +97,10 @@ class Command(BaseCommand):
         if report.healthy:
             self.stdout.write(self.style.SUCCESS(f"Fleet on {where} matches the database."))
         elif not report.heal:
-            self.stdout.write(self.style.WARNING("Differences found; `manage.py reconcile --heal` repairs them."))
+            if not all(entry.healthy for entry in report.deckies):
+                self.stdout.write(self.style.WARNING("Differences found; `manage.py reconcile --heal` repairs them."))
+            if report.orphans:
+                self.stdout.write(
+                    "Containers of unknown deckies stay unless you are sure no other installation uses this "
+                    "engine: `manage.py reconcile --heal --remove-orphans`."
+                )

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deckies.engine import runtime
 from deckies.management.cli import domain_errors
-from deckies.management.topology_ops import resolve_topology
+from deckies.management.topology_ops import render_topology, resolve_topology
 from deckies.models import Decky, Host
 
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         with domain_errors():
             if options["topology"]:
                 topology = resolve_topology(options["topology"])
-                yaml_text = runtime.render_topology(topology)
+                yaml_text = render_topology(topology)
             else:
                 host = None
                 if options["host"]:
