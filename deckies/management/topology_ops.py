@@ -2,22 +2,20 @@
 
 A topology is deployed and torn down as a whole by the topology operations (``topology.operations``:
 ``topology_deploy_request`` / ``topology_teardown_request``, each taking ``topology``, ``run_inline`` and
-``actor``), and rendered by :func:`deckies.engine.runtime.render_topology`. The commands resolve them when they
-run, so they answer with a clear error on a build that does not ship them.
+``actor``), and rendered by :func:`deckies.engine.runtime.render_topology`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from deckies.engine import runtime
 from deckies.management.cli import actor, domain_errors, lifecycle_progress, lifecycle_table
 from lifecycle.models import DeckyLifecycle
+from topology import operations as topology_operations
 from topology.models import Topology
 
 
@@ -42,30 +40,16 @@ def resolve_topology(ref: str) -> Topology:
 
 def render_topology(topology: Topology) -> str:
     """The compose YAML of ``topology``, rendered by the engine without touching Docker."""
-    from deckies.engine import runtime
-
-    render: Callable[[Topology], str] | None = getattr(runtime, "render_topology", None)
-    if render is None:
-        raise CommandError("rendering topologies is not available in this build")
-    return render(topology)
-
-
-def _operation(name: str) -> Callable[..., Any]:
-    try:
-        module = importlib.import_module("topology.operations")
-    except ModuleNotFoundError as exc:
-        if exc.name != "topology.operations":
-            raise
-        module = None
-    function = getattr(module, name, None) if module is not None else None
-    if function is None:
-        raise CommandError(f"topology operations are not available in this build ({name} is missing)")
-    return function
+    return runtime.render_topology(topology)
 
 
 def _run(command: BaseCommand, ref: str, name: str, verb: str, *, sync: bool) -> None:
     topology = resolve_topology(ref)
-    request = _operation(name)
+    request = (
+        topology_operations.topology_deploy_request
+        if name == "deploy"
+        else topology_operations.topology_teardown_request
+    )
     with domain_errors(), lifecycle_progress(command.stdout, command.style) if sync else contextlib.nullcontext():
         result = request(topology=topology, run_inline=sync, actor=actor())
     rows = [r for r in (result if isinstance(result, list | tuple) else [result]) if isinstance(r, DeckyLifecycle)]
@@ -81,7 +65,7 @@ def _run(command: BaseCommand, ref: str, name: str, verb: str, *, sync: bool) ->
 
 def deploy_topology(command: BaseCommand, ref: str, *, sync: bool) -> None:
     """Deploy a whole topology (its LANs, deckies and edges) and print the outcome."""
-    _run(command, ref, "topology_deploy_request", "deploy", sync=sync)
+    _run(command, ref, "deploy", "deploy", sync=sync)
 
 
 def teardown_topology(command: BaseCommand, ref: str, *, sync: bool, dry_run: bool) -> None:
@@ -94,4 +78,4 @@ def teardown_topology(command: BaseCommand, ref: str, *, sync: bool, dry_run: bo
             f"{len(names)} decky(s) ({', '.join(names) or 'none'}) and {topology.lans.count()} LAN(s)."
         )
         return
-    _run(command, ref, "topology_teardown_request", "teardown", sync=sync)
+    _run(command, ref, "teardown", "teardown", sync=sync)

@@ -28,6 +28,12 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         help="fail lifecycle rows left open by a lost worker",
     ),
     ScheduleSpec(
+        "decnet-sweep-topologies",
+        "topology.tasks.sweep_stuck_task",
+        5,
+        help="fail topologies left deploying or tearing down by a lost worker",
+    ),
+    ScheduleSpec(
         "decnet-auto-mutate",
         "deckies.tasks.auto_mutate_task",
         1,
