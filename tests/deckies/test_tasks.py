@@ -147,19 +147,20 @@ class TestSchedules:
     def test_idempotent_upsert(self) -> None:
         out = StringIO()
         call_command("setup_schedules", stdout=out)
-        assert out.getvalue().count("created:") == 3
+        assert out.getvalue().count("created:") == 4
         schedules = {s.name: s for s in Schedule.objects.all()}
         assert schedules["decnet-sweep-lifecycle"].func == "lifecycle.tasks.sweep_stale_task"
         assert schedules["decnet-sweep-lifecycle"].minutes == 5
         assert schedules["decnet-auto-mutate"].func == "deckies.tasks.auto_mutate_task"
         assert schedules["decnet-auto-mutate"].minutes == 1
         assert schedules["decnet-reconcile"].func == "deckies.tasks.reconcile_task"
+        assert schedules["decnet-sweep-topologies"].func == "topology.tasks.sweep_stuck_task"
         assert all(s.schedule_type == Schedule.MINUTES and s.repeats == -1 for s in schedules.values())
 
         out = StringIO()
         call_command("setup_schedules", stdout=out)
-        assert out.getvalue().count("unchanged:") == 3
-        assert Schedule.objects.count() == 3
+        assert out.getvalue().count("unchanged:") == 4
+        assert Schedule.objects.count() == 4
 
         Schedule.objects.filter(name="decnet-auto-mutate").update(minutes=30)
         out = StringIO()
