@@ -141,13 +141,16 @@ class Command(BaseCommand):
                 self.style.WARNING("DECNET_TLS is on but runserver speaks plain HTTP; set DECNET_TLS=0 locally.")
             )
         stop = threading.Event()
-        previous = None
+        previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
 
-            def on_term(signum: int, frame: FrameType | None) -> None:
+            def on_stop(signum: int, frame: FrameType | None) -> None:
                 stop.set()
 
-            previous = signal.signal(signal.SIGTERM, on_term)
+            # SIGINT explicitly too: a shell that starts us in the background sets SIGINT to "ignore", and Python
+            # keeps that, so Ctrl-C semantics must not depend on the inherited disposition.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, on_stop)
         lock = threading.Lock()
         children: list[tuple[str, subprocess.Popen[str]]] = []
         forwarders: list[threading.Thread] = []
@@ -189,8 +192,8 @@ class Command(BaseCommand):
             for _label, process in children:
                 if process.stdout is not None:
                     process.stdout.close()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for restored, handler in previous.items():
+                signal.signal(restored, handler)
         if failure:
             raise CommandError(f"{failure}; the other process was stopped")
         self.stdout.write("Stopped.")
