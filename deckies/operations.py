@@ -578,22 +578,17 @@ def service_add(
             host_uuid=_host_uuid(locked),
             status=LifecycleStatus.RUNNING,
         )
-    fresh = _load(locked.pk)
-    try:
-        if live:
-            runtime.add_service(fresh, slug)
-        else:
-            _write_desired(fresh)
-    except BaseException as exc:
-        with transaction.atomic():
-            DeckyService.objects.filter(decky=fresh, slug=slug).delete()
-            _fail_sync(row, fresh, exc)
-        raise
-    with transaction.atomic():
-        lifecycle_services.lifecycle_succeed(row.pk)
-        _services_changed(fresh, "added", signals.decky_service_added, slug, row, live)
-    logger.info("service %s added to %s by %s (live=%s)", slug, fresh.lifecycle_key, actor or "system", live)
-    return _slugs(fresh)
+    return _apply_service_change(
+        decky_pk=locked.pk,
+        slug=slug,
+        row=row,
+        live=live,
+        verb="added",
+        signal=signals.decky_service_added,
+        apply=lambda fresh: runtime.add_service(fresh, slug),
+        undo=lambda fresh: DeckyService.objects.filter(decky=fresh, slug=slug).delete(),
+        actor=actor,
+    )
 
 
 def service_remove(*, decky: Decky, slug: str, actor: str | None = None) -> list[str]:
@@ -622,21 +617,52 @@ def service_remove(*, decky: Decky, slug: str, actor: str | None = None) -> list
             host_uuid=_host_uuid(locked),
             status=LifecycleStatus.RUNNING,
         )
-    fresh = _load(locked.pk)
+    return _apply_service_change(
+        decky_pk=locked.pk,
+        slug=slug,
+        row=row,
+        live=live,
+        verb="removed",
+        signal=signals.decky_service_removed,
+        apply=lambda fresh: runtime.remove_service(fresh, slug),
+        undo=lambda fresh: DeckyService.objects.get_or_create(decky=fresh, slug=saved["slug"], defaults=saved),
+        actor=actor,
+    )
+
+
+def _apply_service_change(
+    *,
+    decky_pk: int,
+    slug: str,
+    row: DeckyLifecycle,
+    live: bool,
+    verb: str,
+    signal: Signal,
+    apply: Callable[[Decky], object],
+    undo: Callable[[Decky], object],
+    actor: str | None,
+) -> list[str]:
+    """Second half of a live service change, after its rows are committed: run it against Docker (or, when the
+    decky is not deployed, only re-render its desired compose file), then finish the lifecycle row.
+
+    On any failure ``undo`` restores the service rows and the row is failed in one transaction, and the error
+    propagates, so the database never claims a change Docker did not make.
+    """
+    fresh = _load(decky_pk)
     try:
         if live:
-            runtime.remove_service(fresh, slug)
+            apply(fresh)
         else:
             _write_desired(fresh)
     except BaseException as exc:
         with transaction.atomic():
-            DeckyService.objects.get_or_create(decky=fresh, slug=saved["slug"], defaults=saved)
+            undo(fresh)
             _fail_sync(row, fresh, exc)
         raise
     with transaction.atomic():
         lifecycle_services.lifecycle_succeed(row.pk)
-        _services_changed(fresh, "removed", signals.decky_service_removed, slug, row, live)
-    logger.info("service %s removed from %s by %s (live=%s)", slug, fresh.lifecycle_key, actor or "system", live)
+        _services_changed(fresh, verb, signal, slug, row, live)
+    logger.info("service %s %s on %s by %s (live=%s)", slug, verb, fresh.lifecycle_key, actor or "system", live)
     return _slugs(fresh)
 
 
