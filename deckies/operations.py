@@ -572,12 +572,7 @@ def service_add(
             decky=locked, slug=slug, config=validated, position=0 if position is None else position + 1
         )
         _bump_topology(locked)
-        row = lifecycle_services.lifecycle_create(
-            decky_name=locked.lifecycle_key,
-            operation=LifecycleOperation.SERVICE_ADD,
-            host_uuid=_host_uuid(locked),
-            status=LifecycleStatus.RUNNING,
-        )
+        row = _running_row(locked, LifecycleOperation.SERVICE_ADD)
     return _apply_service_change(
         decky_pk=locked.pk,
         slug=slug,
@@ -611,12 +606,7 @@ def service_remove(*, decky: Decky, slug: str, actor: str | None = None) -> list
         saved = {"slug": service.slug, "config": service.config, "position": service.position}
         service.delete()
         _bump_topology(locked)
-        row = lifecycle_services.lifecycle_create(
-            decky_name=locked.lifecycle_key,
-            operation=LifecycleOperation.SERVICE_REMOVE,
-            host_uuid=_host_uuid(locked),
-            status=LifecycleStatus.RUNNING,
-        )
+        row = _running_row(locked, LifecycleOperation.SERVICE_REMOVE)
     return _apply_service_change(
         decky_pk=locked.pk,
         slug=slug,
@@ -627,6 +617,13 @@ def service_remove(*, decky: Decky, slug: str, actor: str | None = None) -> list
         apply=lambda fresh: runtime.remove_service(fresh, slug),
         undo=lambda fresh: DeckyService.objects.get_or_create(decky=fresh, slug=saved["slug"], defaults=saved),
         actor=actor,
+    )
+
+
+def _running_row(decky: Decky, operation: str) -> DeckyLifecycle:
+    """A lifecycle row born ``running`` for a change made in this request (there is no queued phase)."""
+    return lifecycle_services.lifecycle_create(
+        decky_name=decky.lifecycle_key, operation=operation, host_uuid=_host_uuid(decky), status=LifecycleStatus.RUNNING
     )
 
 

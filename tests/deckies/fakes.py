@@ -4,11 +4,7 @@ injection. Only :mod:`deckies.engine.runtime` functions are replaced; everything
 from __future__ import annotations
 
 import ipaddress
-import os
-import random
 import secrets
-import subprocess
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,28 +91,9 @@ OPERATIONS_TEST_POOL = ipaddress.IPv4Network("10.208.0.0/13")
 
 def free_subnet() -> str:
     """A random /24 of :data:`OPERATIONS_TEST_POOL` that overlaps no Docker network and no route."""
-    import docker
+    from tests.deckies.engine.probes import free_subnets
 
-    used: list[ipaddress.IPv4Network] = []
-    api = docker.APIClient(version="auto", timeout=10)
-    try:
-        for network in api.networks():
-            for config in (network.get("IPAM") or {}).get("Config") or []:
-                if config.get("Subnet") and ":" not in config["Subnet"]:
-                    used.append(ipaddress.IPv4Network(config["Subnet"], strict=False))
-    finally:
-        api.close()
-    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=False).stdout
-    for line in routes.splitlines():
-        first = line.split()[0] if line.split() else ""
-        if "/" in first:
-            used.append(ipaddress.IPv4Network(first, strict=False))
-    candidates = list(OPERATIONS_TEST_POOL.subnets(new_prefix=24))
-    random.Random(os.getpid() ^ time.time_ns()).shuffle(candidates)
-    for candidate in candidates:
-        if not any(candidate.overlaps(other) for other in used):
-            return str(candidate)
-    raise RuntimeError("no free test subnet")
+    return free_subnets(1, pool=OPERATIONS_TEST_POOL)[0]
 
 
 def docker_reachable() -> bool:

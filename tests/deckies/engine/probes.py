@@ -39,10 +39,10 @@ def _in_use() -> list[ipaddress.IPv4Network]:
     return used
 
 
-def free_subnets(count: int, prefix: int = 24) -> list[str]:
-    """``count`` random /``prefix`` subnets of :data:`TEST_POOL` overlapping no Docker network and no route."""
+def free_subnets(count: int, prefix: int = 24, pool: ipaddress.IPv4Network = TEST_POOL) -> list[str]:
+    """``count`` random /``prefix`` subnets of ``pool`` overlapping no Docker network and no route."""
     used = _in_use()
-    candidates = list(TEST_POOL.subnets(new_prefix=prefix))
+    candidates = list(pool.subnets(new_prefix=prefix))
     rng = random.Random(os.getpid() ^ time.time_ns())
     rng.shuffle(candidates)
     chosen: list[ipaddress.IPv4Network] = []
