@@ -94,7 +94,7 @@ def _raw(args: list[str], path: str) -> None:
 
     from deckies.engine import naming, runner
 
-    runner.run_compose(naming.FLEET_PROJECT, path, args, docker_url=settings.DECNET_DEFAULT_DOCKER_URL)
+    runner.run_compose(naming.fleet_project(), path, args, docker_url=settings.DECNET_DEFAULT_DOCKER_URL)
 
 
 def _mark(deckies: list[Any], state: str) -> None:
@@ -125,7 +125,7 @@ def bench(sizes: list[int], runs: int, services: list[str]) -> list[dict[str, An
                 eng_down.append(_timed(runtime.teardown_deckies, deckies))
                 path = runtime.write_fleet_compose(include=deckies)  # the raw runs need the file back
         finally:
-            labels = {naming.LABEL_PROJECT: naming.FLEET_PROJECT}
+            labels = {naming.LABEL_PROJECT: naming.fleet_project()}
             ours = [
                 c
                 for c in docker_api.list_containers(None, labels)

@@ -183,7 +183,7 @@ def _remove(host: Host | None, issues: list[ContainerIssue]) -> list[str]:
     if not issues:
         return []
     url = runtime.host_url(host)
-    labels = {naming.LABEL_PROJECT: naming.FLEET_PROJECT, naming.LABEL_SCOPE: naming.SCOPE_FLEET}
+    labels = {naming.LABEL_PROJECT: naming.fleet_project(), naming.LABEL_SCOPE: naming.SCOPE_FLEET}
     names = {issue.name for issue in issues}
     return docker_api.remove_containers(url, [c for c in docker_api.list_containers(url, labels) if c.name in names])
 

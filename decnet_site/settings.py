@@ -214,6 +214,9 @@ DECNET_COMPOSE_TIMEOUT = int(os.environ.get("DECNET_COMPOSE_TIMEOUT", "300"))
 DECNET_DOCKER_TIMEOUT = int(os.environ.get("DECNET_DOCKER_TIMEOUT", "30"))
 DECNET_DEFAULT_DOCKER_URL = os.environ.get("DECNET_DOCKER_URL", "unix:///var/run/docker.sock")
 DECNET_FLEET_SUBNET = os.environ.get("DECNET_FLEET_SUBNET", "10.77.0.0/24")
+# Several control planes (or test runs) may share one engine: each keeps to its own names and images.
+DECNET_NAME_PREFIX = os.environ.get("DECNET_NAME_PREFIX", "decnet")
+DECNET_IMAGE_REPOSITORY = os.environ.get("DECNET_IMAGE_REPOSITORY", "decnet")
 DECNET_LIFECYCLE_STALE_AFTER = int(os.environ.get("DECNET_LIFECYCLE_STALE_AFTER", "3600"))
 
 LOGGING = {

@@ -75,3 +75,11 @@ def operator_client(operator: User) -> APIClient:
     client = APIClient()
     client.force_authenticate(operator)
     return client
+
+
+@pytest.fixture
+def default_names(settings: Any) -> None:
+    """Docker names and image references as an installation with default settings renders them (golden files and
+    name tests compare against those, whatever prefix this test run uses to keep off other runs' containers)."""
+    settings.DECNET_NAME_PREFIX = "decnet"
+    settings.DECNET_IMAGE_REPOSITORY = "decnet"

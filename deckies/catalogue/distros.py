@@ -39,7 +39,11 @@ class DistroProfile:
     display_name: str
     upstream_image: str
     hostname_style: HostnameStyle
-    image: str = images.image_ref(images.BASE_FAMILY)
+
+    @property
+    def image(self) -> str:
+        """The locally built base image every distro's deckies run (resolved when asked: it follows settings)."""
+        return images.image_ref(images.BASE_FAMILY)
 
 
 def _d(slug: str, display_name: str, upstream_image: str, style: HostnameStyle) -> DistroProfile:

@@ -14,7 +14,9 @@ Each container writes one JSON event per connection / login attempt / command to
 
 from __future__ import annotations
 
-IMAGE_REPOSITORY = "decnet"
+#: Default repository part of every image reference; ``DECNET_IMAGE_REPOSITORY`` changes it (e.g. to keep a
+#: development build apart from the images an installation runs on the same engine).
+DEFAULT_IMAGE_REPOSITORY = "decnet"
 #: Bump when an image's build context changes in a way existing images must not be reused for.
 IMAGE_TAG = "1"
 
@@ -61,7 +63,14 @@ ALL_FAMILIES: tuple[str, ...] = (BASE_FAMILY, "opencanary", "cowrie", "listeners
 
 def image_ref(family: str) -> str:
     """The local image reference (``decnet/<family>:<tag>``) for an image family."""
-    return f"{IMAGE_REPOSITORY}/{family}:{IMAGE_TAG}"
+    return f"{image_repository()}/{family}:{IMAGE_TAG}"
+
+
+def image_repository() -> str:
+    """The configured image repository (``decnet`` unless ``DECNET_IMAGE_REPOSITORY`` says otherwise)."""
+    from django.conf import settings
+
+    return str(getattr(settings, "DECNET_IMAGE_REPOSITORY", "") or DEFAULT_IMAGE_REPOSITORY)
 
 
 def image_for_service(slug: str) -> str:

@@ -35,7 +35,7 @@ class ServiceSpec:
     display_name: str
     description: str
     ports: tuple[int, ...]
-    image: str
+    custom_image: str = ""
     protocol: str = ""
     udp_ports: tuple[int, ...] = ()
     fleet_singleton: bool = False
@@ -48,6 +48,12 @@ class ServiceSpec:
         keys = [field.key for field in self.config_schema]
         if len(keys) != len(set(keys)):
             raise ValueError(f"service {self.slug!r} declares a config key twice")
+
+    @property
+    def image(self) -> str:
+        """The image the service runs: the operator's for a custom service, else its family's local build
+        (resolved when asked, since the image repository is a setting)."""
+        return self.custom_image if self.custom else images.image_for_service(self.slug)
 
     @property
     def config_keys(self) -> tuple[str, ...]:
@@ -166,7 +172,6 @@ def _builtin(
         fleet_singleton=fleet_singleton,
         config_schema=schema,
         cap_add=cap_add,
-        image=images.image_for_service(slug),
     )
 
 
@@ -311,7 +316,7 @@ def make_custom_service(
         display_name=slug,
         description=f"Custom service running {image}.",
         ports=tuple(dict.fromkeys(port_list)),
-        image=image,
+        custom_image=image,
         protocol="custom",
         custom=True,
         custom_command=argv or None,

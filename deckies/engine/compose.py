@@ -240,7 +240,7 @@ def fleet_network(project: str, network: Network) -> dict[str, Any]:
 def render_fleet(deckies: Iterable[Decky], *, custom: Mapping[str, ServiceSpec] | None = None) -> RenderedProject:
     """The fleet project (``decnet-fleet``) for ``deckies``: one base + services per decky, one network per
     :class:`Network` in use. Deckies are emitted by name; an empty input gives a file with no services."""
-    project = naming.FLEET_PROJECT
+    project = naming.fleet_project()
     custom = custom or {}
     rendered = RenderedProject(project=project, document={"name": project, "services": {}})
     networks: dict[str, dict[str, Any]] = {}

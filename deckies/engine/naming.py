@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 import uuid
 
-FLEET_PROJECT = "decnet-fleet"
-TOPOLOGY_PROJECT_PREFIX = "decnet-t-"
+#: Default first part of every Docker name; ``DECNET_NAME_PREFIX`` changes it so several control planes (or test
+#: runs) can share one engine without ever touching each other's containers.
+DEFAULT_NAME_PREFIX = "decnet"
 
 SCOPE_FLEET = "fleet"
 SCOPE_TOPOLOGY = "topology"
@@ -50,14 +51,26 @@ def short_id(topology_id: uuid.UUID | str) -> str:
     return uuid.UUID(str(topology_id)).hex[:8]
 
 
+def name_prefix() -> str:
+    """The configured first part of every project, container and network name (``decnet`` by default)."""
+    from django.conf import settings
+
+    return str(getattr(settings, "DECNET_NAME_PREFIX", "") or DEFAULT_NAME_PREFIX)
+
+
+def fleet_project() -> str:
+    """Compose project name of the fleet: ``decnet-fleet``."""
+    return f"{name_prefix()}-fleet"
+
+
 def topology_project(topology_id: uuid.UUID | str) -> str:
     """Compose project name of a topology: ``decnet-t-<id8>``."""
-    return f"{TOPOLOGY_PROJECT_PREFIX}{short_id(topology_id)}"
+    return f"{name_prefix()}-t-{short_id(topology_id)}"
 
 
 def project_for(topology_id: uuid.UUID | str | None) -> str:
     """The project a decky belongs to: the fleet's when ``topology_id`` is None, else its topology's."""
-    return FLEET_PROJECT if topology_id is None else topology_project(topology_id)
+    return fleet_project() if topology_id is None else topology_project(topology_id)
 
 
 def base_key(decky_name: str) -> str:

@@ -312,7 +312,7 @@ def teardown_deckies(deckies: Sequence[Decky]) -> None:
         url = host_url(host)
         docker_api.ping(url)
         path = fleet_file(host)
-        project = naming.FLEET_PROJECT
+        project = naming.fleet_project()
         names = {decky.name for decky in group}
         with _locked(path):
             remaining = _render_fleet(host, exclude=group)
@@ -345,7 +345,7 @@ def _prune_fleet_networks(url: str, candidates: set[str], remaining: compose.Ren
     """Remove the fleet networks named in ``candidates`` that no remaining decky uses and no container is
     attached to (a network another worker is deploying onto keeps its attached containers, so it stays)."""
     keep = {spec["name"] for spec in remaining.document.get("networks", {}).values()}
-    labels = {naming.LABEL_PROJECT: naming.FLEET_PROJECT, naming.LABEL_SCOPE: naming.SCOPE_FLEET}
+    labels = {naming.LABEL_PROJECT: naming.fleet_project(), naming.LABEL_SCOPE: naming.SCOPE_FLEET}
     doomed = [n for n in docker_api.list_networks(url, labels) if n.get("Name") in candidates - keep]
     return docker_api.remove_networks(url, doomed, only_unused=True)
 
@@ -379,7 +379,7 @@ def render_topology(topology: Topology) -> str:
 
 def _scope_of(decky: Decky) -> _Scope:
     if decky.topology_id is None:
-        return _Scope(naming.FLEET_PROJECT, host_url(_decky_host(decky)), fleet_file(_decky_host(decky)), None)
+        return _Scope(naming.fleet_project(), host_url(_decky_host(decky)), fleet_file(_decky_host(decky)), None)
     topology = decky.topology
     assert topology is not None
     return _Scope(
@@ -550,7 +550,7 @@ def decky_containers(decky: Decky) -> list[ContainerState]:
 
 def fleet_containers(host: Host | None = None) -> list[ContainerState]:
     """Every fleet container on a host, by label; raises EngineUnavailableError when the engine is down."""
-    labels = {naming.LABEL_PROJECT: naming.FLEET_PROJECT, naming.LABEL_SCOPE: naming.SCOPE_FLEET}
+    labels = {naming.LABEL_PROJECT: naming.fleet_project(), naming.LABEL_SCOPE: naming.SCOPE_FLEET}
     return [_state_of(info) for info in docker_api.list_containers(host_url(host), labels)]
 
 

@@ -31,7 +31,7 @@ FLEET = "[general]\nnet = 10.51.0.0/24\n[web]\nservices = ssh, http\n[db]\nservi
 
 def container(decky: str, service: str | None, status: str = "running") -> runtime.ContainerState:
     key = naming.base_key(decky) if service is None else naming.service_key(decky, service)
-    return runtime.ContainerState(naming.container_name(naming.FLEET_PROJECT, key), decky, service, status)
+    return runtime.ContainerState(naming.container_name(naming.fleet_project(), key), decky, service, status)
 
 
 def healthy_containers() -> list[runtime.ContainerState]:
@@ -250,7 +250,7 @@ def _cleanup(names: list[str], network: str) -> None:
         docker_api.remove_containers(None, docker_api.list_containers(None, {naming.LABEL_DECKY: name}))
     client = docker.APIClient(version="auto", timeout=30)
     try:
-        docker_name = naming.network_name(naming.FLEET_PROJECT, network)
+        docker_name = naming.network_name(naming.fleet_project(), network)
         for found in client.networks(names=[docker_name]):
             if found["Name"] == docker_name:
                 with contextlib.suppress(docker.errors.APIError):
@@ -295,7 +295,7 @@ def test_real_engine_deploy_break_report_heal(tmp_path: Path) -> None:
             ours = {d["name"]: d for d in report["deckies"] if d["name"] in names}
             assert all(d["healthy"] for d in ours.values()), ours
 
-            victim = naming.container_name(naming.FLEET_PROJECT, naming.service_key(names[0], "http"))
+            victim = naming.container_name(naming.fleet_project(), naming.service_key(names[0], "http"))
             client = docker.from_env(version="auto", timeout=30)
             try:
                 client.containers.get(victim).remove(force=True)

@@ -30,7 +30,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from rest_framework.test import APIClient
 
-from deckies.engine import docker_api, runtime
+from deckies.engine import docker_api, naming, runtime
 from deckies.models import Decky, Network
 from lifecycle.models import DeckyLifecycle
 from tests.deckies import fakes
@@ -145,7 +145,7 @@ def e2e(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
             with contextlib.suppress(Exception):
                 runtime.teardown_decky(decky)
         with contextlib.suppress(Exception):
-            networks = docker_api.list_networks(None, {"org.decnet.project": "decnet-fleet"})
+            networks = docker_api.list_networks(None, {"org.decnet.project": naming.fleet_project()})
             docker_api.remove_networks(
                 None, [n for n in networks if str(n.get("Name", "")).endswith(network.name)], only_unused=True
             )

@@ -17,7 +17,7 @@ from tests.deckies.engine.builders import make_custom_service, make_fleet, make_
 from tests.deckies.engine.conftest import assert_golden
 from topology.models import LAN, Edge, Topology
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("default_names")]
 
 TOPOLOGY_ID = uuid.UUID("0c0ffee0-1234-4abc-8def-0123456789ab")
 FLEET_IPS = ("10.77.0.10", "10.77.0.11", "10.77.0.12")
@@ -85,7 +85,7 @@ def test_render_is_order_independent_and_repeatable(fleet_bridge: list) -> None:
 
 def test_fleet_document_shape(fleet_bridge: list) -> None:
     doc = yaml.safe_load(runtime.render_fleet(include=fleet_bridge))
-    assert doc["name"] == naming.FLEET_PROJECT
+    assert doc["name"] == naming.fleet_project()
     services = doc["services"]
     base = services["win-01"]
     assert base["container_name"] == "decnet-fleet-win-01"

@@ -48,7 +48,7 @@ class Fleet:
     def container(self, short: str, slug: str | None = None) -> str:
         name = self.deckies[short].name
         key = naming.base_key(name) if slug is None else naming.service_key(name, slug)
-        return naming.container_name(naming.FLEET_PROJECT, key)
+        return naming.container_name(naming.fleet_project(), key)
 
     def snapshot(self) -> dict[str, tuple[str, str]]:
         """{container name: (id, StartedAt)} of every container of this run."""
@@ -95,7 +95,7 @@ def _cleanup(state: Fleet) -> None:
             runtime.teardown_decky(decky)
     for labels in labels_by_decky:
         docker_api.remove_containers(None, docker_api.list_containers(None, labels))
-    name = naming.network_name(naming.FLEET_PROJECT, state.network.name)
+    name = naming.network_name(naming.fleet_project(), state.network.name)
     docker_api.remove_networks(None, [n for n in state.api.networks(names=[name]) if n["Name"] == name])
     Decky.objects.filter(pk__in=[d.pk for d in state.deckies.values()]).delete()
     Network.objects.filter(pk=state.network.pk).delete()
@@ -117,7 +117,7 @@ def test_every_container_runs_with_labels(fleet: Fleet) -> None:
     assert fleet.container("web-01") in names
     assert fleet.container("iot-01", "smtp") in names
     info = fleet.api.inspect_container(fleet.container("win-01"))
-    assert info["Config"]["Labels"][naming.COMPOSE_PROJECT_LABEL] == naming.FLEET_PROJECT
+    assert info["Config"]["Labels"][naming.COMPOSE_PROJECT_LABEL] == naming.fleet_project()
     assert info["HostConfig"]["Init"] is True
     assert info["Config"]["Hostname"] == "SRV-BIRCH-17"
 
@@ -274,7 +274,7 @@ def test_drop_file_into_a_stopped_container_is_refused(fleet: Fleet) -> None:
 
 
 def test_teardown_leaves_nothing_behind(fleet: Fleet) -> None:
-    network_name = naming.network_name(naming.FLEET_PROJECT, fleet.network.name)
+    network_name = naming.network_name(naming.fleet_project(), fleet.network.name)
     survivors = fleet.snapshot()
 
     iot = fleet.decky("iot-01")

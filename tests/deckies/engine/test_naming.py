@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
+
+import pytest
 
 from deckies.engine import naming
 
 TOPOLOGY = uuid.UUID("deadbeef-0000-4000-8000-000000000001")
 
+pytestmark = pytest.mark.usefixtures("default_names")
+
+
+def test_prefix_keeps_installations_apart(settings: Any) -> None:
+    settings.DECNET_NAME_PREFIX = "lab2"
+    assert naming.fleet_project() == "lab2-fleet"
+    assert naming.topology_project(TOPOLOGY) == "lab2-t-deadbeef"
+
 
 def test_projects_cannot_collide() -> None:
-    assert naming.FLEET_PROJECT == "decnet-fleet"
+    assert naming.fleet_project() == "decnet-fleet"
     assert naming.topology_project(TOPOLOGY) == "decnet-t-deadbeef"
     assert naming.topology_project(str(TOPOLOGY)) == naming.topology_project(TOPOLOGY)
     assert naming.project_for(None) == "decnet-fleet"
@@ -18,7 +29,7 @@ def test_projects_cannot_collide() -> None:
 
 
 def test_container_names_are_namespaced_and_dns_safe() -> None:
-    fleet = naming.FLEET_PROJECT
+    fleet = naming.fleet_project()
     topo = naming.topology_project(TOPOLOGY)
     assert naming.container_name(fleet, naming.base_key("web-01")) == "decnet-fleet-web-01"
     assert naming.container_name(fleet, naming.service_key("web-01", "smtp_relay")) == "decnet-fleet-web-01-smtp-relay"
