@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import docker
 
+from tests.netsafety import require_local_bridge
+
 #: Docker's default address pools (172.17-31/16, 192.168/16 in /20s) are avoided: test LANs come from here.
 TEST_POOL = ipaddress.IPv4Network("10.200.0.0/13")
 
@@ -70,6 +72,7 @@ def _checksum(data: bytes) -> int:
 
 def icmp_ttl(address: str, timeout: float = 3.0) -> int:
     """The TTL of the IP header of ``address``'s reply to one ICMP echo request."""
+    require_local_bridge(address)
     ident = (os.getpid() ^ random.getrandbits(16)) & 0xFFFF
     header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
     payload = b"decnet-ttl-probe"
@@ -96,6 +99,7 @@ def _read_some(sock: socket.socket, limit: int = 4096) -> bytes:
 
 def greeting(address: str, port: int, send: bytes = b"", timeout: float = 5.0) -> bytes:
     """What a TCP service says first (after ``send``, when given)."""
+    require_local_bridge(address)
     with socket.create_connection((address, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
         if send:

@@ -33,6 +33,7 @@ from docker.models.containers import Container
 from deckies.catalogue.images import ALL_FAMILIES, SERVICE_IMAGE_FAMILY, image_for_service, image_ref
 from deckies.engine import images
 from deckies.engine.errors import EngineUnavailableError
+from tests.netsafety import require_local_bridge
 
 IMAGES_DIR = Path(images.__file__).resolve().parents[2] / "images"
 TEST_LABEL = "org.decnet.test"
@@ -227,6 +228,7 @@ def deployed(engine: docker.DockerClient, first_build: list[images.ImageBuildRes
         for service, container in containers.items():
             container.reload()
             ip = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+            require_local_bridge(ip)
             _wait_ready(container, ip, service)
             addresses[service] = (container, ip)
         yield addresses
