@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -11,6 +12,11 @@ from django.db import models
 from django.db.models import Q
 
 from deckies.choices import DeckyState, HostStatus, NetworkDriver
+
+
+class StateWriteError(RuntimeError):
+    """Raised when code saves a decky whose state changed outside the state machine."""
+
 
 DECKY_NAME_RE = r"^[a-z0-9-]{1,64}$"
 SERVICE_SLUG_RE = r"^[a-z0-9_-]{1,64}$"
@@ -94,7 +100,8 @@ class Decky(models.Model):
 
     A decky with ``topology`` empty belongs to the flat fleet (on ``network``); otherwise it belongs to that
     topology and its addresses are on its edges. Names are unique within their scope.
-    The desired shape is these fields plus :class:`DeckyService` rows; ``state``/``last_error`` are runtime.
+    The desired shape is these fields plus :class:`DeckyService` rows; ``state``/``last_error`` are runtime, and
+    ``state`` moves only through :func:`deckies.states.decky_state_set` (``save()`` refuses any other change).
     """
 
     name = models.CharField(max_length=64, validators=[decky_name_validator])
@@ -117,6 +124,9 @@ class Decky(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    #: The state as loaded or last saved; ``save()`` compares it with ``state`` (not a database column).
+    _loaded_state: str | None = None
+
     class Meta:
         ordering = ("name",)
         verbose_name_plural = "deckies"
@@ -135,14 +145,24 @@ class Decky(models.Model):
     def __str__(self) -> str:
         return self.name if self.topology_id is None else f"{self.name} @ {self.topology_id}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        loaded = getattr(self, "_loaded_state", None)
+        if loaded is None and self._state.adding and self.state != DeckyState.PENDING:
+            raise StateWriteError("a new decky starts pending")
+        if loaded is not None and loaded != self.state:
+            raise StateWriteError("a decky's state changes only through deckies.states.decky_state_set()")
+        super().save(*args, **kwargs)
+        self._loaded_state = self.state
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> Decky:
+        instance = super().from_db(db, field_names, values, **kwargs)
+        instance._loaded_state = instance.__dict__.get("state")
+        return instance
+
     @property
     def is_fleet(self) -> bool:
         return self.topology_id is None
-
-    @property
-    def lifecycle_key(self) -> str:
-        """The ``decky_name`` its lifecycle rows carry: the name, or ``t:<topology id>:<name>`` in a topology."""
-        return self.name if self.topology_id is None else f"t:{self.topology_id}:{self.name}"
 
     @property
     def service_slugs(self) -> list[str]:

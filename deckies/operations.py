@@ -1,68 +1,48 @@
-"""Operations on deckies: deploy, mutate, teardown, live service changes and file drops.
+"""Requests for operations on deckies: deploy, mutate, teardown and repair, queued through the job layer.
 
-Request functions (``*_request``) validate, commit the desired shape and one ``pending`` lifecycle row per decky,
-and queue a django-q2 task only after the transaction commits (``transaction.on_commit``). When an open row for
-the same decky and operation exists, its id is returned and nothing is queued. ``run_inline=True`` runs the
-operation in this process after commit instead (``--sync`` commands, hosts without a worker cluster).
+Each request validates, commits the desired shape and one ``pending`` lifecycle row per decky, and hands the job
+to the broker only after the transaction commits (:func:`lifecycle.jobs.submit`); ``run_inline=True`` runs it in
+this process after commit instead (``--sync`` commands). The work itself is in :mod:`deckies.handlers`.
 
-:func:`run_operation` is the task body: it moves the row pending → running → succeeded | failed and updates the
-decky's runtime state; it never leaves a row open.
+Concurrency contract: a request takes the decky's row lock (``SELECT … FOR UPDATE``) while it checks for open rows
+and writes its own, so two requests on one decky serialise. One operation runs on a decky at a time: the same
+operation already open returns that row (nothing new is queued); a *different* one is refused with
+:class:`OperationInProgressError` (409, naming it). An open row whose worker is gone (lease lapsed) is failed on the
+spot with the reason and does not block anything. Docker is never called while a database lock is held.
 
-Concurrency contract: every request takes the decky's row lock (``SELECT … FOR UPDATE``) while it checks for open
-lifecycle rows and writes its own, so two requests on one decky serialise. One operation runs on a decky at a
-time: asking for a *different* operation while one is open is refused with :class:`OperationInProgressError`
-(409, naming the open row). Docker is never called while a database lock is held; the engine serialises compose
-calls per scope with its own file lock.
-
-Scopes: deploy and teardown act on fleet deckies (a topology is deployed as a whole, see ``topology``); mutate,
-live service changes and file drops work on fleet and topology deckies alike. A change to a decky that is not
-deployed (fleet: state not running/degraded; topology: status pending) only updates the desired state, and is
-still recorded as a succeeded lifecycle row.
+Deploy and teardown act on fleet deckies (a topology is deployed as a whole by the topology app); mutate and
+repair work on any decky. Callers that change a topology decky first take the topology's edit lock (topology app).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import dataclasses
 import logging
 import random
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
-from django.dispatch import Signal
 from django.utils import timezone
 
-from deckies import signals
 from deckies.catalogue.mutation import pick_new_services
-from deckies.choices import DEPLOYED_STATES, DeckyState
-from deckies.engine import runtime
+from deckies.choices import DEPLOYED_STATES
 from deckies.models import Decky, DeckyService
-from deckies.selectors import deckies_due_for_mutation, decky_get_by_lifecycle_key
-from deckies.services import service_spec, validate_decky_services
-from decnet_site.exceptions import ConflictError, NotFoundError, ServiceUnavailableError, UnprocessableError
-from lifecycle import services as lifecycle_services
+from deckies.selectors import deckies_due_for_mutation
+from deckies.services import validate_decky_services
+from deckies.states import state_topic
+from decnet_site.exceptions import ConflictError, NotFoundError, UnprocessableError
+from lifecycle import jobs
 from lifecycle.choices import OPEN_STATUSES, LifecycleOperation, LifecycleStatus
-from lifecycle.exceptions import LifecycleImmutableError
 from lifecycle.models import DeckyLifecycle
-from topology.exceptions import TopologyNotEditableError
-from topology.models import Topology
-from topology.status import TopologyStatus
+from lifecycle.services import RowSpec, event_emit, lifecycle_create
 
 logger = logging.getLogger(__name__)
 
-#: Dotted path of the task every queued operation runs (a thin wrapper over :func:`run_operation`).
-OPERATION_TASK = "deckies.tasks.run_operation_task"
-OPERATION_GROUP = "decnet-operations"
-
-#: Topology statuses in which a topology decky's containers exist, so changes are applied live.
-LIVE_TOPOLOGY_STATUSES: frozenset[str] = frozenset({TopologyStatus.ACTIVE, TopologyStatus.DEGRADED})
-#: Topology statuses in which only the desired state changes (nothing is running yet).
-DESIRED_ONLY_TOPOLOGY_STATUSES: frozenset[str] = frozenset({TopologyStatus.PENDING})
+#: A bulk deploy runs this many deckies of one host per job (one compose call each), so a whole fleet starts in a
+#: handful of engine calls while the two workers still share the load.
+DEPLOY_BATCH = 25
 
 _rng = random.SystemRandom()
 
@@ -85,74 +65,51 @@ class WrongScopeError(UnprocessableError):
     code = "wrong_scope"
 
 
-class ServiceConflictError(ConflictError):
-    """The service is already on the decky (add) or not on it (remove) (409)."""
-
-    code = "service_conflict"
-
-
-class QueueUnavailableError(ServiceUnavailableError):
-    """The task broker refused the task (503); the lifecycle rows it was for are failed, never left pending."""
-
-    code = "queue_unavailable"
-
-
-# --- helpers ----------------------------------------------------------------------------------------------------------
-
-
-def _send(signal: Signal, **kwargs: Any) -> None:
-    for receiver, result in signal.send_robust(sender=Decky, **kwargs):
-        if isinstance(result, Exception):
-            logger.warning("signal receiver %r failed: %s", receiver, result)
-
-
-def _emit(decky: Decky, suffix: str, type_: str, payload: dict[str, Any], signal: Signal, **kwargs: Any) -> None:
-    """Append ``decky.<key>.<suffix>`` to the event log and send ``signal`` once the transaction commits."""
-    lifecycle_services.event_emit(topic=f"decky.{decky.lifecycle_key}.{suffix}", type=type_, payload=payload)
-    transaction.on_commit(functools.partial(_send, signal, decky=decky, **kwargs))
-
-
-def _topology_id(decky: Decky) -> str | None:
-    return None if decky.topology_id is None else str(decky.topology_id)
-
-
-def _host_uuid(decky: Decky) -> str | None:
+def host_uuid(decky: Decky) -> str | None:
     return None if decky.host_id is None else str(decky.host_id)
 
 
-def _load(pk: int) -> Decky:
-    """A decky as the engine needs it: network, host and topology joined, services prefetched."""
-    return Decky.objects.select_related("network", "host", "topology").prefetch_related("services").get(pk=pk)
-
-
-def _lock(decky: Decky) -> Decky:
-    """Take the decky's row lock for the rest of the transaction; raises NotFoundError if it was deleted."""
-    locked = Decky.objects.select_for_update().filter(pk=decky.pk).first()
-    if locked is None:
-        raise NotFoundError(f"decky {decky.name!r} no longer exists")
-    return locked
-
-
-def _slugs(decky: Decky) -> list[str]:
-    return list(DeckyService.objects.filter(decky=decky).order_by("position", "slug").values_list("slug", flat=True))
-
-
-def _open_rows(decky: Decky) -> list[DeckyLifecycle]:
-    return list(
-        DeckyLifecycle.objects.filter(decky_name=decky.lifecycle_key, status__in=sorted(OPEN_STATUSES)).order_by(
-            "-started_at"
-        )
+def row_spec(decky: Decky, operation: str, actor: str | None, **params: object) -> RowSpec:
+    """A new row acting on ``decky``."""
+    return RowSpec(
+        decky_name=decky.name,
+        operation=operation,
+        decky_id=decky.pk,
+        topology_id=decky.topology_id,
+        host_uuid=host_uuid(decky),
+        params=dict(params),
+        actor=actor or "system",
     )
 
 
-def _refuse_if_busy(
-    decky: Decky, *, allow: str | None = None, rows: list[DeckyLifecycle] | None = None
-) -> DeckyLifecycle | None:
-    """Under the decky's lock: the open row of operation ``allow`` if there is one; raise if any other is open.
+def _lapsed(row: DeckyLifecycle, now: datetime) -> bool:
+    return row.status == LifecycleStatus.RUNNING and row.lease_expires_at is not None and row.lease_expires_at < now
 
-    ``rows`` are the decky's open rows, newest first, when the caller already loaded them.
-    """
-    rows = _open_rows(decky) if rows is None else rows
+
+def open_rows(deckies: Sequence[Decky]) -> dict[int, list[DeckyLifecycle]]:
+    """Under the deckies' locks: their open rows, newest first. Rows whose worker is gone (lease lapsed) are failed
+    here, with the reason, so they never block a new request."""
+    found: dict[int, list[DeckyLifecycle]] = {}
+    now = timezone.now()
+    lapsed = []
+    for row in DeckyLifecycle.objects.filter(
+        decky_id__in=[d.pk for d in deckies], status__in=sorted(OPEN_STATUSES)
+    ).order_by("-started_at"):
+        if _lapsed(row, now):
+            lapsed.append(row)
+            continue
+        assert row.decky_id is not None
+        found.setdefault(row.decky_id, []).append(row)
+    if lapsed:
+        from lifecycle.reaper import reap
+
+        reap(now=now)  # records their targets' state through their operations, like any other lapsed row
+    return found
+
+
+def refuse_if_busy(decky: Decky, rows: Sequence[DeckyLifecycle], *, allow: str | None = None) -> DeckyLifecycle | None:
+    """The open row of operation ``allow`` if there is one; raise :class:`OperationInProgressError` if another
+    operation is open on the decky."""
     same = next((row for row in rows if row.operation == allow), None)
     if same is not None:
         return same
@@ -166,119 +123,25 @@ def _refuse_if_busy(
     return None
 
 
-def _claim(decky: Decky, operation: str, *, rows: list[DeckyLifecycle] | None = None) -> tuple[DeckyLifecycle, bool]:
-    """Under the decky's lock: the open row of ``operation`` (``False``) or a new pending one (``True``)."""
-    existing = _refuse_if_busy(decky, allow=operation, rows=rows)
+def lock(decky: Decky) -> Decky:
+    """Take the decky's row lock for the rest of the transaction; raises NotFoundError if it was deleted."""
+    locked = Decky.objects.select_for_update().filter(pk=decky.pk).first()
+    if locked is None:
+        raise NotFoundError(f"decky {decky.name!r} no longer exists")
+    return locked
+
+
+def _single(decky: Decky, operation: str, run_inline: bool, actor: str | None, **params: object) -> DeckyLifecycle:
+    """Under the decky's lock: reuse the open row of ``operation`` or create and submit a new one."""
+    existing = refuse_if_busy(decky, open_rows([decky]).get(decky.pk, []), allow=operation)
     if existing is not None:
-        return existing, False
-    row = lifecycle_services.lifecycle_create(
-        decky_name=decky.lifecycle_key, operation=operation, host_uuid=_host_uuid(decky)
-    )
-    return row, True
+        return existing
+    (row,) = lifecycle_create([row_spec(decky, operation, actor, **params)])
+    jobs.submit([row], run_inline=run_inline)
+    return row
 
 
-def _dispatch(rows: Sequence[DeckyLifecycle], run_inline: bool) -> None:
-    """After commit: run the rows here (``run_inline``) or queue one task per row."""
-    ids = [str(row.pk) for row in rows]
-    if ids:
-        transaction.on_commit(functools.partial(_run_or_enqueue, ids, run_inline))
-
-
-def _run_or_enqueue(ids: list[str], run_inline: bool) -> None:
-    if run_inline:
-        for lifecycle_id in ids:
-            run_operation(lifecycle_id)
-        return
-    from django_q.tasks import async_task
-
-    for index, lifecycle_id in enumerate(ids):
-        try:
-            async_task(
-                OPERATION_TASK,
-                lifecycle_id,
-                task_name=f"lifecycle-{lifecycle_id}",
-                group=OPERATION_GROUP,
-                timeout=settings.DECNET_TASK_TIMEOUT,
-            )
-        except Exception as exc:
-            # Nothing will ever pick these rows up: fail them now instead of leaving them for the sweep.
-            for unqueued in ids[index:]:
-                with contextlib.suppress(LifecycleImmutableError):
-                    lifecycle_services.lifecycle_fail(unqueued, f"QueueUnavailableError: {exc}")
-            raise QueueUnavailableError(
-                f"the task queue refused the operation: {exc}", lifecycle_ids=ids[index:]
-            ) from exc
-
-
-def _is_live(decky: Decky) -> bool:
-    """Whether the decky's containers exist, so a change must be applied to Docker.
-
-    Fleet: its state is running or degraded. Topology: its topology is active or degraded; a pending topology
-    takes desired-state changes only, and any other status (deploying, tearing down, failed, torn down) is refused
-    with :class:`TopologyNotEditableError` (409), because the change could neither apply nor ever be deployed.
-    """
-    if decky.topology_id is None:
-        return decky.state in DEPLOYED_STATES
-    status = Topology.objects.filter(pk=decky.topology_id).values_list("status", flat=True).first()
-    if status in LIVE_TOPOLOGY_STATUSES:
-        return True
-    if status in DESIRED_ONLY_TOPOLOGY_STATUSES:
-        return False
-    raise TopologyNotEditableError(
-        f"topology {decky.topology_id} is {status}; its deckies change only while it is pending, active or degraded",
-        status=status,
-    )
-
-
-def _bump_topology(decky: Decky) -> None:
-    # A service change of a topology decky is a change of the topology's shape: concurrent editors holding the old
-    # version must see a conflict (DECNET's live ops never bumped the version).
-    if decky.topology_id is not None:
-        Topology.objects.filter(pk=decky.topology_id).update(version=F("version") + 1, updated_at=timezone.now())
-
-
-def _write_desired(decky: Decky) -> None:
-    """Re-render the compose file of an undeployed decky's scope; nothing is started.
-
-    The file is a rendering of the database, rewritten by every later operation, so a failure here is logged and
-    does not undo the desired-state change. Topology files are rendered when the topology deploys.
-    """
-    if decky.topology_id is not None:
-        return
-    try:
-        runtime.write_fleet_compose(decky.host if decky.host_id is not None else None)
-    except Exception as exc:
-        logger.warning("could not re-render the fleet compose file after changing %s: %s", decky.name, exc)
-
-
-def _set_state(decky: Decky, state: str, error: str = "") -> None:
-    """Write the decky's runtime state and last error; a change of state is logged as ``decky.<key>.state``."""
-    with transaction.atomic():
-        previous = Decky.objects.select_for_update().filter(pk=decky.pk).values_list("state", flat=True).first()
-        if previous is None:
-            return
-        Decky.objects.filter(pk=decky.pk).update(state=state, last_error=error, updated_at=timezone.now())
-        decky.state, decky.last_error = state, error
-        if previous != state:
-            _emit(
-                decky,
-                "state",
-                "state",
-                {
-                    "decky_name": decky.name,
-                    "topology_id": _topology_id(decky),
-                    "previous_state": previous,
-                    "state": state,
-                    "error": error or None,
-                },
-                signals.decky_state_changed,
-                previous=previous,
-                state=state,
-                error=error,
-            )
-
-
-# --- deploy, mutate, teardown (queued) --------------------------------------------------------------------------------
+# --- deploy -----------------------------------------------------------------------------------------------------------
 
 
 def deploy_request(
@@ -286,10 +149,11 @@ def deploy_request(
 ) -> list[DeckyLifecycle]:
     """Queue a deploy of each fleet decky; returns one lifecycle row per decky, in the order given.
 
-    Only the given deckies are brought up (``up --no-deps`` of their containers); no other decky restarts.
-    A decky with an open deploy row reuses it (nothing queued for it). Raises :class:`WrongScopeError` (422) for a
-    topology decky, :class:`OperationInProgressError` (409) if another operation is open on any of them (then no
-    row is created at all), :class:`QueueUnavailableError` (503) when the broker refuses the tasks.
+    Only the given deckies are brought up (``up --no-deps`` of their containers); no other decky restarts. The
+    deckies of one host are deployed in jobs of up to :data:`DEPLOY_BATCH`. A decky with an open deploy row reuses
+    it. Raises :class:`WrongScopeError` (422) for a topology decky, :class:`OperationInProgressError` (409) if
+    another operation is open on any of them (then no row is created at all), QueueUnavailableError (503) when the
+    broker refuses the jobs (their rows are failed).
     """
     in_topology = sorted(decky.name for decky in deckies if decky.topology_id is not None)
     if in_topology:
@@ -297,33 +161,58 @@ def deploy_request(
             f"decky(s) {', '.join(in_topology)} belong to a topology; deploy the topology instead", deckies=in_topology
         )
     rows: dict[int, DeckyLifecycle] = {}
-    new: list[DeckyLifecycle] = []
     with transaction.atomic():
-        # One lock query in primary-key order (concurrent bulk requests never deadlock) and one query for the open
-        # rows of all of them, so a whole-fleet deploy costs two queries plus the rows it writes.
+        # One lock query in primary-key order (concurrent bulk requests never deadlock) and one for the open rows.
         wanted = sorted({decky.pk for decky in deckies})
         locked = list(Decky.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
         if len(locked) != len(wanted):
-            gone = sorted({d.name for d in deckies if d.pk not in {x.pk for x in locked}})
+            present = {d.pk for d in locked}
+            gone = sorted({d.name for d in deckies if d.pk not in present})
             raise NotFoundError(f"decky(s) {', '.join(gone)} no longer exist", deckies=gone)
-        open_rows: dict[str, list[DeckyLifecycle]] = {}
-        for open_row in DeckyLifecycle.objects.filter(
-            decky_name__in=[decky.lifecycle_key for decky in locked], status__in=sorted(OPEN_STATUSES)
-        ).order_by("-started_at"):
-            open_rows.setdefault(open_row.decky_name, []).append(open_row)
-        for decky in locked:
-            row, created = _claim(decky, LifecycleOperation.DEPLOY, rows=open_rows.get(decky.lifecycle_key, []))
-            rows[decky.pk] = row
-            if created:
-                new.append(row)
-        _dispatch(new, run_inline)
-    logger.info("deploy of %d decky(s) requested by %s (%d queued)", len(rows), actor or "system", len(new))
+        busy = open_rows(locked)
+        specs: list[RowSpec] = []
+        for decky in sorted(locked, key=lambda d: d.name):
+            existing = refuse_if_busy(decky, busy.get(decky.pk, []), allow=LifecycleOperation.DEPLOY)
+            if existing is not None:
+                rows[decky.pk] = existing
+                continue
+            specs.append(row_spec(decky, LifecycleOperation.DEPLOY, actor))
+        created = _create_in_jobs(specs, locked)
+        for row in created:
+            assert row.decky_id is not None
+            rows[row.decky_id] = row
+        jobs.submit(created, run_inline=run_inline)
+    logger.info("deploy of %d decky(s) requested by %s (%d queued)", len(rows), actor or "system", len(created))
     return [rows[decky.pk] for decky in deckies]
+
+
+def _create_in_jobs(specs: Sequence[RowSpec], deckies: Sequence[Decky]) -> list[DeckyLifecycle]:
+    """Create the rows with one INSERT, in jobs of :data:`DEPLOY_BATCH` deckies of the same host."""
+    host_of = {decky.pk: decky.host_id for decky in deckies}
+    counts: dict[object, int] = {}
+    current: dict[object, uuid.UUID] = {}
+    with_jobs = []
+    for spec in specs:
+        host = host_of.get(spec.decky_id or 0)
+        if counts.get(host, 0) % DEPLOY_BATCH == 0:
+            current[host] = uuid.uuid4()
+        counts[host] = counts.get(host, 0) + 1
+        with_jobs.append(dataclasses.replace(spec, job=current[host]))
+    return lifecycle_create(with_jobs) if with_jobs else []
+
+
+# --- mutate, teardown, repair -----------------------------------------------------------------------------------------
+
+
+def is_live(decky: Decky) -> bool:
+    """Whether a fleet decky's containers exist (its state is running or degraded), so a change applies to Docker."""
+    return decky.state in DEPLOYED_STATES
 
 
 def mutate_request(
     *,
     decky: Decky,
+    live: bool | None = None,
     run_inline: bool = False,
     trigger: str = "operator",
     actor: str | None = None,
@@ -331,21 +220,21 @@ def mutate_request(
 ) -> DeckyLifecycle:
     """Rotate the decky's services now: pick a new set, commit it (and ``last_mutated``), then queue the apply.
 
-    The new services are committed before the task runs, so observers never see a half-applied mutation; kept
+    The new services are committed before the job runs, so observers never see a half-applied mutation; kept
     services keep their config, new ones start from their defaults. An open mutate row is returned as is (no new
-    pick). On a decky that is not deployed the task only re-renders the desired state. Emits
-    ``decky.<key>.mutation``. Raises :class:`NoServicesAvailableError` (404) when the pool is empty,
-    :class:`OperationInProgressError` (409), :class:`TopologyNotEditableError` (409) for a topology that is neither
-    pending, active nor degraded.
+    pick). ``live`` says whether the decky's containers exist (default for a fleet decky: its state; a topology
+    decky's caller decides from the topology's status, under its lock); when they do not, only the desired state
+    changes. Emits ``…mutation``. Raises :class:`NoServicesAvailableError` (404) when the pool is empty and
+    :class:`OperationInProgressError` (409).
     """
     with transaction.atomic():
-        locked = _lock(decky)
-        _is_live(locked)
-        existing = _refuse_if_busy(locked, allow=LifecycleOperation.MUTATE)
+        locked = lock(decky)
+        live = is_live(locked) if live is None else live
+        existing = refuse_if_busy(locked, open_rows([locked]).get(locked.pk, []), allow=LifecycleOperation.MUTATE)
         if existing is not None:
             return existing
         current = {row.slug: row.config for row in DeckyService.objects.filter(decky=locked)}
-        old_services = _slugs(locked)
+        old_services = [row.slug for row in DeckyService.objects.filter(decky=locked).order_by("position", "slug")]
         picked = pick_new_services(old_services, locked.archetype or None, rng or _rng)
         if picked is None:
             raise NoServicesAvailableError(f"no services are available to mutate decky {locked.name!r}")
@@ -357,29 +246,21 @@ def mutate_request(
         )
         now = timezone.now()
         Decky.objects.filter(pk=locked.pk).update(last_mutated=now, updated_at=now)
-        _bump_topology(locked)
-        row = lifecycle_services.lifecycle_create(
-            decky_name=locked.lifecycle_key, operation=LifecycleOperation.MUTATE, host_uuid=_host_uuid(locked)
-        )
-        _emit(
-            locked,
-            "mutation",
-            "mutation",
-            {
+        (row,) = lifecycle_create([row_spec(locked, LifecycleOperation.MUTATE, actor, live=live, trigger=trigger)])
+        event_emit(
+            topic=state_topic(locked, "mutation"),
+            type="mutation",
+            payload={
                 "decky": locked.name,
-                "topology_id": _topology_id(locked),
+                "topology_id": None if locked.topology_id is None else str(locked.topology_id),
                 "old_services": old_services,
                 "new_services": list(validated),
                 "trigger": trigger,
                 "actor": actor,
                 "lifecycle_id": str(row.pk),
             },
-            signals.decky_mutated,
-            old_services=old_services,
-            new_services=list(validated),
-            trigger=trigger,
         )
-        _dispatch([row], run_inline)
+        jobs.submit([row], run_inline=run_inline)
     decky.last_mutated = now
     return row
 
@@ -393,10 +274,20 @@ def teardown_request(*, decky: Decky, run_inline: bool = False, actor: str | Non
     if decky.topology_id is not None:
         raise WrongScopeError(f"decky {decky.name!r} belongs to a topology; tear the topology down instead")
     with transaction.atomic():
-        row, created = _claim(_lock(decky), LifecycleOperation.TEARDOWN)
-        if created:
-            _dispatch([row], run_inline)
+        row = _single(lock(decky), LifecycleOperation.TEARDOWN, run_inline, actor)
     logger.info("teardown of %s requested by %s", decky.name, actor or "system")
+    return row
+
+
+def repair_request(
+    *, decky: Decky, reason: str, run_inline: bool = False, actor: str | None = "reconciler"
+) -> DeckyLifecycle:
+    """Queue the repair of a deployed decky whose containers drifted (missing or stopped): the engine recreates
+    exactly what is wrong, and the row says what was repaired. Works for fleet and topology deckies. An open
+    repair row is reused; any other open operation refuses it (409)."""
+    with transaction.atomic():
+        row = _single(lock(decky), LifecycleOperation.REPAIR, run_inline, actor, reason=reason[:500])
+    logger.info("repair of %s requested by %s: %s", decky.name, actor or "system", reason)
     return row
 
 
@@ -415,325 +306,19 @@ def auto_mutate_due(*, now: datetime | None = None) -> list[DeckyLifecycle]:
     return rows
 
 
-# --- the task body ----------------------------------------------------------------------------------------------------
-
-
-def _deploy(decky: Decky) -> str | None:
-    if decky.topology_id is not None:
-        raise WrongScopeError(f"decky {decky.name!r} belongs to a topology; deploy the topology instead")
-    runtime.deploy_deckies([decky])
-    # A first deploy is the decky's "creation" mutation: the rotation interval counts from here.
-    Decky.objects.filter(pk=decky.pk, last_mutated__isnull=True).update(last_mutated=timezone.now())
-    return DeckyState.RUNNING
-
-
-def _apply_topology_services(decky: Decky) -> None:
-    """Bring a live topology decky's service containers in line with its desired services, one at a time."""
-    desired = set(_slugs(decky))
-    present = {c.service for c in runtime.decky_containers(decky) if c.service}
-    for slug in sorted(present - desired):
-        runtime.remove_service(decky, slug)
-    for slug in sorted(desired - present):
-        runtime.add_service(decky, slug)
-
-
-def _mutate(decky: Decky) -> str | None:
-    if decky.topology_id is not None:
-        if _is_live(decky):
-            _apply_topology_services(decky)
-        return None
-    if decky.state not in DEPLOYED_STATES:
-        _write_desired(decky)
-        return None
-    runtime.deploy_deckies([decky])
-    return DeckyState.RUNNING
-
-
-def _teardown(decky: Decky) -> str | None:
-    if decky.topology_id is not None:
-        raise WrongScopeError(f"decky {decky.name!r} belongs to a topology; tear the topology down instead")
-    _set_state(decky, DeckyState.TEARING_DOWN)
-    runtime.teardown_decky(decky)
-    return DeckyState.TORN_DOWN
-
-
-_HANDLERS: dict[str, Callable[[Decky], str | None]] = {
-    LifecycleOperation.DEPLOY: _deploy,
-    LifecycleOperation.MUTATE: _mutate,
-    LifecycleOperation.TEARDOWN: _teardown,
-}
-
-
-def run_operation(lifecycle_id: uuid.UUID | str) -> None:
-    """Run the operation of one pending lifecycle row to a terminal status.
-
-    Contract: the row is moved to ``running`` with a conditional update, so a duplicate delivery (or a row the
-    sweep already failed) is ignored. Whatever happens next, the row ends ``succeeded`` or ``failed`` with
-    ``'<ErrorType>: <message>'`` (bounded), in a ``finally``; the decky's state is written in the same transaction
-    (``running`` after deploy or mutate, ``torn_down`` after teardown, ``failed`` with ``last_error`` on error).
-    Exceptions are recorded, not raised, except ``BaseException``s such as ``SystemExit`` (re-raised after the
-    row is failed).
-    """
-    row = DeckyLifecycle.objects.filter(pk=lifecycle_id).first()
-    if row is None:
-        logger.warning("lifecycle row %s does not exist; nothing to run", lifecycle_id)
-        return
-    try:
-        lifecycle_services.lifecycle_start(row.pk)
-    except LifecycleImmutableError:
-        logger.info("lifecycle row %s is already %s; not running it again", row.pk, row.status)
-        return
-    decky: Decky | None = None
-    new_state: str | None = None
-    outcome: BaseException | None = None
-    try:
-        handler = _HANDLERS.get(row.operation)
-        if handler is None:
-            raise WrongScopeError(f"operation {row.operation!r} is not run by a task")
-        decky = _load(decky_get_by_lifecycle_key(row.decky_name).pk)
-        new_state = handler(decky)
-    except BaseException as exc:
-        outcome = exc
-        if not isinstance(exc, Exception):
-            raise
-    finally:
-        _finish(row, decky, new_state, outcome)
-
-
-def _finish(row: DeckyLifecycle, decky: Decky | None, new_state: str | None, outcome: BaseException | None) -> None:
-    """Record the outcome: decky state first, then the terminal row, atomically (pollers see both or neither)."""
-    try:
-        with transaction.atomic():
-            if outcome is None:
-                if decky is not None and new_state is not None:
-                    _set_state(decky, new_state)
-                lifecycle_services.lifecycle_succeed(row.pk)
-            else:
-                logger.warning("%s of %s failed: %s", row.operation, row.decky_name, outcome)
-                error = lifecycle_services.truncate_error(outcome) or ""
-                if decky is not None and decky.topology_id is None:
-                    _set_state(decky, DeckyState.FAILED, error)
-                lifecycle_services.lifecycle_fail(row.pk, outcome)
-    except LifecycleImmutableError as exc:
-        # The sweep failed the row while the operation ran (it outlived the stale cutoff): keep its verdict.
-        logger.warning("outcome of lifecycle row %s not recorded: %s", row.pk, exc)
-
-
-# --- live service changes (synchronous) -------------------------------------------------------------------------------
-
-
-def _services_changed(decky: Decky, suffix: str, signal: Signal, slug: str, row: DeckyLifecycle, live: bool) -> None:
-    services = _slugs(decky)
-    _emit(
-        decky,
-        f"service.{suffix}",
-        f"service_{suffix}",
-        {
-            "decky_name": decky.name,
-            "topology_id": _topology_id(decky),
-            "service_name": slug,
-            "services": services,
-            "live": live,
-            "lifecycle_id": str(row.pk),
-        },
-        signal,
-        service=slug,
-        services=services,
-        live=live,
-    )
-
-
-def _fail_sync(row: DeckyLifecycle, decky: Decky, exc: BaseException) -> None:
-    with contextlib.suppress(LifecycleImmutableError):
-        lifecycle_services.lifecycle_fail(row.pk, exc)
-    Decky.objects.filter(pk=decky.pk).update(last_error=lifecycle_services.truncate_error(exc) or "")
-
-
-def service_add(
-    *, decky: Decky, slug: str, config: dict[str, Any] | None = None, actor: str | None = None
-) -> list[str]:
-    """Add one service to a decky and, when it is deployed, start only that container; returns the services.
-
-    Order: validate (unknown or fleet-singleton service → 422, bad config → 400), then under the decky's lock
-    check it is not already there (409) and no operation is open (409), persist the service and a ``running``
-    ``service_add`` row, commit; then start the container (fleet or live topology decky) or re-render the desired
-    state (undeployed decky). If Docker fails the service row is removed again, the lifecycle row is failed and
-    the engine error propagates. Emits ``decky.<key>.service.added``.
-    """
-    validated = validate_decky_services([slug], {slug: config or {}})[slug]
-    with transaction.atomic():
-        locked = _lock(decky)
-        live = _is_live(locked)
-        if DeckyService.objects.filter(decky=locked, slug=slug).exists():
-            raise ServiceConflictError(f"service {slug!r} is already on decky {locked.name!r}")
-        _refuse_if_busy(locked)
-        position = DeckyService.objects.filter(decky=locked).aggregate(top=Max("position"))["top"]
-        DeckyService.objects.create(
-            decky=locked, slug=slug, config=validated, position=0 if position is None else position + 1
-        )
-        _bump_topology(locked)
-        row = _running_row(locked, LifecycleOperation.SERVICE_ADD)
-    return _apply_service_change(
-        decky_pk=locked.pk,
-        slug=slug,
-        row=row,
-        live=live,
-        verb="added",
-        signal=signals.decky_service_added,
-        apply=lambda fresh: runtime.add_service(fresh, slug),
-        undo=lambda fresh: DeckyService.objects.filter(decky=fresh, slug=slug).delete(),
-        actor=actor,
-    )
-
-
-def service_remove(*, decky: Decky, slug: str, actor: str | None = None) -> list[str]:
-    """Remove one service from a decky and, when it is deployed, stop and remove only that container.
-
-    Raises 422 for a slug no catalogue knows (and the decky does not have), 409 when the decky does not have the
-    service, when it is its last service, or when an operation is open. If Docker fails the service row is put
-    back, the lifecycle row is failed and the engine error propagates. Emits ``decky.<key>.service.removed``.
-    """
-    with transaction.atomic():
-        locked = _lock(decky)
-        live = _is_live(locked)
-        service = DeckyService.objects.filter(decky=locked, slug=slug).first()
-        if service is None:
-            service_spec(slug)  # UnknownServiceError (422) for a name no catalogue knows
-            raise ServiceConflictError(f"service {slug!r} is not on decky {locked.name!r}")
-        if DeckyService.objects.filter(decky=locked).count() == 1:
-            raise ServiceConflictError(f"{slug!r} is the last service of decky {locked.name!r}; a decky needs one")
-        _refuse_if_busy(locked)
-        saved = {"slug": service.slug, "config": service.config, "position": service.position}
-        service.delete()
-        _bump_topology(locked)
-        row = _running_row(locked, LifecycleOperation.SERVICE_REMOVE)
-    return _apply_service_change(
-        decky_pk=locked.pk,
-        slug=slug,
-        row=row,
-        live=live,
-        verb="removed",
-        signal=signals.decky_service_removed,
-        apply=lambda fresh: runtime.remove_service(fresh, slug),
-        undo=lambda fresh: DeckyService.objects.get_or_create(decky=fresh, slug=saved["slug"], defaults=saved),
-        actor=actor,
-    )
-
-
-def _running_row(decky: Decky, operation: str) -> DeckyLifecycle:
-    """A lifecycle row born ``running`` for a change made in this request (there is no queued phase)."""
-    return lifecycle_services.lifecycle_create(
-        decky_name=decky.lifecycle_key, operation=operation, host_uuid=_host_uuid(decky), status=LifecycleStatus.RUNNING
-    )
-
-
-def _apply_service_change(
-    *,
-    decky_pk: int,
-    slug: str,
-    row: DeckyLifecycle,
-    live: bool,
-    verb: str,
-    signal: Signal,
-    apply: Callable[[Decky], object],
-    undo: Callable[[Decky], object],
-    actor: str | None,
-) -> list[str]:
-    """Second half of a live service change, after its rows are committed: run it against Docker (or, when the
-    decky is not deployed, only re-render its desired compose file), then finish the lifecycle row.
-
-    On any failure ``undo`` restores the service rows and the row is failed in one transaction, and the error
-    propagates, so the database never claims a change Docker did not make.
-    """
-    fresh = _load(decky_pk)
-    try:
-        if live:
-            apply(fresh)
-        else:
-            _write_desired(fresh)
-    except BaseException as exc:
-        with transaction.atomic():
-            undo(fresh)
-            _fail_sync(row, fresh, exc)
-        raise
-    with transaction.atomic():
-        lifecycle_services.lifecycle_succeed(row.pk)
-        _services_changed(fresh, verb, signal, slug, row, live)
-    logger.info("service %s %s on %s by %s (live=%s)", slug, verb, fresh.lifecycle_key, actor or "system", live)
-    return _slugs(fresh)
-
-
-# --- files ------------------------------------------------------------------------------------------------------------
-
-
-def _file_event(decky: Decky, action: str, path: str, container: str, actor: str | None, **extra: Any) -> None:
-    with transaction.atomic():
-        _emit(
-            decky,
-            f"file.{action}",
-            f"file_{action}",
-            {
-                "decky_name": decky.name,
-                "topology_id": _topology_id(decky),
-                "path": path,
-                "container": container,
-                "actor": actor,
-                **extra,
-            },
-            signals.decky_file_changed,
-            path=path,
-            container=container,
-            action=action,
-        )
-
-
-def file_drop(
-    *,
-    decky: Decky,
-    path: str,
-    content: bytes,
-    mode: int = 0o644,
-    mtime_offset: int = 0,
-    actor: str | None = None,
-) -> str:
-    """Write ``content`` at absolute ``path`` in the decky's file target container; returns the container name.
-
-    The target is the decky's ``ssh`` container when it has that service, else its base. ``mtime_offset`` seconds
-    (negative: in the past) are added to now for the file's mtime. Raises ``InvalidPathError`` (400) and
-    ``ContainerRefusedError`` (409, e.g. the decky is not running). The drop is audited as ``decky.<key>.file.dropped``
-    (path, size, container, actor; never the content).
-    """
-    mtime = timezone.now() + timedelta(seconds=mtime_offset) if mtime_offset else None
-    fresh = _load(decky.pk)
-    container = runtime.drop_file(fresh, path, content, mode=mode, mtime=mtime)
-    _file_event(fresh, "dropped", path, container, actor, bytes=len(content), mode=oct(mode))
-    return container
-
-
-def file_delete(*, decky: Decky, path: str, actor: str | None = None) -> str:
-    """``rm -f`` of absolute ``path`` in the decky's file target container; returns the container name.
-
-    Raises ``InvalidPathError`` (400) and ``ContainerRefusedError`` (409). Audited as ``decky.<key>.file.deleted``.
-    """
-    fresh = _load(decky.pk)
-    container = runtime.delete_file(fresh, path)
-    _file_event(fresh, "deleted", path, container, actor)
-    return container
-
-
 __all__ = [
+    "DEPLOY_BATCH",
     "NoServicesAvailableError",
     "OperationInProgressError",
-    "QueueUnavailableError",
-    "ServiceConflictError",
     "WrongScopeError",
     "auto_mutate_due",
     "deploy_request",
-    "file_delete",
-    "file_drop",
+    "is_live",
+    "lock",
     "mutate_request",
-    "run_operation",
-    "service_add",
-    "service_remove",
+    "open_rows",
+    "refuse_if_busy",
+    "repair_request",
+    "row_spec",
     "teardown_request",
 ]

@@ -1,8 +1,8 @@
 """Reads of deckies and hosts: each selector returns rows with the relations its callers need already joined.
 
-Fleet deckies are the ones with no topology. A decky's newest lifecycle row is not a foreign key (lifecycle
-rows outlive their decky), so list selectors annotate its id with a correlated subquery and the serializer loads
-the rows of a whole page in one query.
+Fleet deckies are the ones with no topology. List selectors annotate each decky with the id of its newest lifecycle
+row (a correlated subquery on the rows' ``decky`` reference) and the serializer loads the rows of a whole page in
+one query.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from deckies.filtersets import DeckyFilterSet, HostFilterSet
 from deckies.models import Decky, Host
 from decnet_site.exceptions import NotFoundError
 from lifecycle.models import DeckyLifecycle
-from topology.exceptions import TopologyNotFoundError
-from topology.models import Topology
 
 
 class DeckyNotFoundError(NotFoundError):
@@ -44,9 +42,9 @@ def _with_relations(queryset: QuerySet[Decky]) -> QuerySet[Decky]:
     return queryset.select_related("network", "host", "topology").prefetch_related("services")
 
 
-def latest_lifecycle_subquery(key_field: str = "name") -> Subquery:
-    """The id of the newest lifecycle row whose ``decky_name`` equals the outer row's ``key_field``."""
-    newest = DeckyLifecycle.objects.filter(decky_name=OuterRef(key_field)).order_by("-started_at", "-id")
+def latest_lifecycle_subquery() -> Subquery:
+    """The id of the newest lifecycle row acting on the outer decky."""
+    newest = DeckyLifecycle.objects.filter(decky=OuterRef("pk")).order_by("-started_at", "-id")
     return Subquery(newest.values("id")[:1])
 
 
@@ -69,33 +67,37 @@ def decky_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Decky]:
     return queryset.order_by("name")
 
 
-def decky_get(*, name: str, topology_id: uuid.UUID | str | None = None) -> Decky:
-    """The decky ``name`` of the fleet (``topology_id`` None) or of that topology, annotated with
-    ``latest_lifecycle_id``; raises DeckyNotFoundError, or TopologyNotFoundError for an unknown topology."""
-    queryset = Decky.objects.filter(name=name)
+def _scoped(queryset: QuerySet[Decky], name: str, topology_id: uuid.UUID | str | None) -> QuerySet[Decky]:
+    queryset = queryset.filter(name=name)
     if topology_id is None:
-        queryset = queryset.filter(topology__isnull=True)
-    else:
-        try:
-            parsed = uuid.UUID(str(topology_id))
-        except ValueError:
-            parsed = None
-        if parsed is None or not Topology.objects.filter(pk=parsed).exists():
-            raise TopologyNotFoundError(f"topology {topology_id} does not exist")
-        queryset = queryset.filter(topology_id=parsed)
+        return queryset.filter(topology__isnull=True)
+    try:
+        return queryset.filter(topology_id=uuid.UUID(str(topology_id)))
+    except ValueError:
+        return queryset.none()
+
+
+def _not_found(name: str, topology_id: uuid.UUID | str | None) -> DeckyNotFoundError:
+    scope = "the fleet" if topology_id is None else f"topology {topology_id}"
+    return DeckyNotFoundError(f"decky {name!r} does not exist in {scope}", decky_name=name)
+
+
+def decky_get(*, name: str, topology_id: uuid.UUID | str | None = None) -> Decky:
+    """The decky ``name`` of the fleet (``topology_id`` None) or of that topology, with its relations and
+    ``latest_lifecycle_id``; raises DeckyNotFoundError."""
+    queryset = _scoped(Decky.objects.all(), name, topology_id)
     decky = _with_relations(queryset.annotate(latest_lifecycle_id=latest_lifecycle_subquery())).first()
     if decky is None:
-        scope = "the fleet" if topology_id is None else f"topology {topology_id}"
-        raise DeckyNotFoundError(f"decky {name!r} does not exist in {scope}", decky_name=name)
+        raise _not_found(name, topology_id)
     return decky
 
 
-def decky_get_by_lifecycle_key(key: str) -> Decky:
-    """The decky a lifecycle row's ``decky_name`` names: ``<name>`` (fleet) or ``t:<topology id>:<name>``."""
-    if key.startswith("t:"):
-        _, topology_id, name = [*key.split(":", 2), "", ""][:3]
-        return decky_get(name=name, topology_id=topology_id)
-    return decky_get(name=key)
+def decky_get_for_operation(*, name: str, topology_id: uuid.UUID | str | None = None) -> Decky:
+    """The bare decky row (one query), for requests that lock and load what they need themselves."""
+    decky = _scoped(Decky.objects.all(), name, topology_id).first()
+    if decky is None:
+        raise _not_found(name, topology_id)
+    return decky
 
 
 def fleet_deckies_named(names: Sequence[str] | None) -> list[Decky]:

@@ -2,6 +2,10 @@
 
 Creating or editing a decky never touches Docker. Services are validated against the catalogue (unknown or
 fleet-singleton services → 422, bad config → 400) before anything is written.
+
+Topology deckies are child rows of their topology: the topology app calls :func:`decky_create`,
+:func:`decky_update` and :func:`decky_delete` for them inside its versioned edit (topology locked, status and
+version checked and bumped), so these functions never look at the topology themselves.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from deckies.catalogue.services import ServiceSpec, get_service, make_custom_ser
 from deckies.choices import DEPLOYED_STATES
 from deckies.models import CustomService, Decky, DeckyService, Host, Network
 from decnet_site.exceptions import ConflictError, InvalidInputError, UnprocessableError
-from topology.models import Topology
 
 DEFAULT_NETWORK_NAME = "decnet-lan"
 _rng = random.SystemRandom()
@@ -119,7 +122,7 @@ def decky_create(
     name: str,
     services: Sequence[str] = (),
     service_config: Mapping[str, Mapping[str, Any]] | None = None,
-    topology: Topology | None = None,
+    topology_id: Any = None,
     network: Network | None = None,
     host: Host | None = None,
     hostname: str = "",
@@ -128,14 +131,14 @@ def decky_create(
     archetype: str = "",
     nmap_os: str | None = None,
     mutate_interval: timedelta | None = None,
-    expected_version: int | None = None,
+    mac_address: str = "",
     index: int = 0,
 ) -> Decky:
-    """Create a decky (fleet when ``topology`` is None) with its services; nothing is deployed.
+    """Create a decky (fleet when ``topology_id`` is None) with its services; nothing is deployed.
 
     The archetype, when given, supplies default services, preferred distro and OS family. A fleet decky gets
-    the default network and the next free IP unless given. A topology decky is a child write of its topology
-    (pending only, ``expected_version`` checked). Raises 400/404/409/422 domain errors on bad input.
+    the default network and the next free IP unless given. A topology decky must be created inside the topology's
+    versioned edit (see the module docstring). Raises 400/404/409/422 domain errors on bad input.
     """
     arche = get_archetype(archetype) if archetype else None
     slugs = list(services) or (list(arche.services) if arche else [])
@@ -146,20 +149,17 @@ def decky_create(
     nmap_os = nmap_os or (arche.nmap_os if arche else "linux")
     _check_nmap_os(nmap_os)
     with transaction.atomic():
-        if topology is not None:
-            from topology.services import topology_lock_for_edit
-
-            topology = topology_lock_for_edit(topology.pk, expected_version)
+        if topology_id is not None:
             network = None
         else:
             network = network or network_get_default()
             ip = _fleet_ip(network, ip)
-        if Decky.objects.filter(name=name, topology=topology).exists():
-            scope = "the fleet" if topology is None else f"topology {topology.name}"
+        if Decky.objects.filter(name=name, topology_id=topology_id).exists():
+            scope = "the fleet" if topology_id is None else "this topology"
             raise ConflictError(f"a decky named {name!r} already exists in {scope}")
         decky = Decky(
             name=name,
-            topology=topology,
+            topology_id=topology_id,
             network=network,
             host=host,
             hostname=hostname or random_hostname(profile.hostname_style, _rng),
@@ -168,6 +168,7 @@ def decky_create(
             archetype=archetype,
             nmap_os=nmap_os,
             mutate_interval=mutate_interval,
+            mac_address=mac_address,
         )
         decky.full_clean(validate_constraints=False)
         try:
@@ -197,13 +198,13 @@ def decky_update(
     decky: Decky,
     services: Sequence[str] | None = None,
     service_config: Mapping[str, Mapping[str, Any]] | None = None,
-    expected_version: int | None = None,
     **fields: Any,
 ) -> Decky:
-    """Change a decky's desired shape. Services, when given, replace the list (configs kept unless given).
+    """Change a decky's desired shape. Services, when given, replace the list (configs kept unless given); a decky
+    always keeps at least one.
 
-    A deployed fleet decky may change; the change applies on the next deploy or mutate. A topology decky is a
-    child write (pending topologies only, version-checked).
+    A deployed fleet decky may change; the change applies on the next deploy or mutate. A topology decky is changed
+    inside the topology's versioned edit.
     """
     unknown = set(fields) - DECKY_EDITABLE_FIELDS
     if unknown:
@@ -215,10 +216,6 @@ def decky_update(
     if "nmap_os" in fields:
         _check_nmap_os(fields["nmap_os"])
     with transaction.atomic():
-        if decky.topology_id is not None:
-            from topology.services import topology_lock_for_edit
-
-            topology_lock_for_edit(decky.topology_id, expected_version)
         if decky.topology_id is None and ("ip" in fields or "network" in fields):
             network = fields.get("network") or decky.network or network_get_default()
             fields["network"] = network
@@ -237,15 +234,14 @@ def decky_update(
     return decky
 
 
-def decky_delete(*, decky: Decky, expected_version: int | None = None) -> None:
+def decky_delete(*, decky: Decky) -> None:
     """Delete a decky's record. Refused (409) while it is deployed: tear it down first so no container leaks."""
-    if decky.state in DEPLOYED_STATES:
-        raise ConflictError(f"decky {decky.name!r} is {decky.state}; tear it down before deleting it")
     with transaction.atomic():
-        if decky.topology_id is not None:
-            from topology.services import topology_lock_for_edit
-
-            topology_lock_for_edit(decky.topology_id, expected_version)
+        state = Decky.objects.select_for_update().filter(pk=decky.pk).values_list("state", flat=True).first()
+        if state is None:
+            return
+        if state in DEPLOYED_STATES:
+            raise ConflictError(f"decky {decky.name!r} is {state}; tear it down before deleting it")
         decky.delete()
 
 
@@ -295,3 +291,68 @@ def host_delete(*, host: Host) -> None:
     if placed:
         raise ConflictError(f"deckies are placed on host {host.name!r}: {', '.join(placed)}", deckies=placed)
     host.delete()
+
+
+# --- bring-your-own services and fleet networks -----------------------------------------------------------------------
+
+
+def custom_service_save(
+    *,
+    slug: str,
+    image: str,
+    command: Any = (),
+    ports: Any = (),
+    description: str = "",
+    instance: CustomService | None = None,
+) -> CustomService:
+    """Create or change a bring-your-own service after the catalogue accepted its definition (bad slug, a
+    built-in's slug, bad image, command or ports → 400 listing every problem; a taken slug → 409)."""
+    spec = make_custom_service(slug, image, command, ports)
+    row = instance or CustomService()
+    with transaction.atomic():
+        clash = CustomService.objects.filter(slug=slug)
+        if row.pk is not None:
+            clash = clash.exclude(pk=row.pk)
+        if clash.exists():
+            raise ConflictError(f"a custom service named {slug!r} already exists")
+        row.slug, row.image, row.description = slug, image, description
+        row.command, row.ports = list(spec.custom_command or ()), list(spec.ports)
+        row.full_clean()
+        row.save()
+    return row
+
+
+def custom_service_delete(*, service: CustomService) -> None:
+    """Forget a bring-your-own service; refused (409) while a decky lists it."""
+    users = sorted(DeckyService.objects.filter(slug=service.slug).values_list("decky__name", flat=True)[:10])
+    if users:
+        raise ConflictError(f"custom service {service.slug!r} is used by decky(s) {', '.join(users)}", deckies=users)
+    service.delete()
+
+
+def network_save(*, instance: Network | None = None, **fields: Any) -> Network:
+    """Create or change a fleet network. Its subnet or driver cannot change while deckies are on it (409): their
+    addresses and containers depend on it."""
+    row = instance or Network()
+    with transaction.atomic():
+        if row.pk is not None:
+            stored = Network.objects.select_for_update().get(pk=row.pk)
+            moved = {key for key in ("subnet", "driver", "gateway", "parent_interface") if key in fields}
+            moved = {key for key in moved if str(fields[key] or "") != str(getattr(stored, key) or "")}
+            if moved and Decky.objects.filter(network=stored).exists():
+                raise ConflictError(
+                    f"network {stored.name!r} has deckies; its {', '.join(sorted(moved))} cannot change"
+                )
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.full_clean()
+        row.save()
+    return row
+
+
+def network_delete(*, network: Network) -> None:
+    """Forget a fleet network; refused (409) while deckies are on it."""
+    names = sorted(Decky.objects.filter(network=network).values_list("name", flat=True)[:10])
+    if names:
+        raise ConflictError(f"network {network.name!r} has deckies: {', '.join(names)}", deckies=names)
+    network.delete()

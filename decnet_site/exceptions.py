@@ -81,20 +81,8 @@ def _validation_body(exc: DjangoValidationError) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: domain errors and Django validation errors become 4xx responses."""
-    # Imported here: the catalogue errors live below the apps and must not import Django REST at load time.
-    from deckies.catalogue.errors import (
-        ConfigValidationError,
-        UnknownArchetypeError,
-        UnknownDistroError,
-        UnknownServiceError,
-    )
-
     if isinstance(exc, DomainError):
         return Response(exc.as_dict(), status=exc.status_code)
-    if isinstance(exc, ConfigValidationError):
-        return Response({"detail": str(exc), "code": "invalid_config", "fields": exc.errors}, status=400)
-    if isinstance(exc, (UnknownServiceError, UnknownArchetypeError, UnknownDistroError)):
-        return Response({"detail": str(exc), "code": "unknown"}, status=422)
     if isinstance(exc, DjangoValidationError):
         return Response(_validation_body(exc), status=400)
     if isinstance(exc, IntegrityError):

@@ -1,9 +1,9 @@
 """``GET /api/v1/health/``: is everything the control plane needs reachable?
 
-Checks the database, the task broker (Redis ``PING`` when ``REDIS_URL`` is set, else the ORM broker's table), the
-worker cluster's heartbeat (django-q2 cluster stats, else the schedules it keeps advancing) and the Docker engine of
-the default host and of every enabled ``Host``. 200 when every check passes, else 503; the body has each check's
-detail either way. Every check is bounded by a timeout and never raises.
+Checks the database, the task broker (Redis ``PING`` when ``REDIS_URL`` is set, else the ORM broker's table) and the
+worker cluster's heartbeat (django-q2 cluster stats, else the schedules it keeps advancing), plus whatever the apps
+register (:func:`register_checks`: the Docker engines, the attack collector, …). 200 when every check passes, else
+503; the body has each check's detail either way. Every check is bounded by a timeout and never raises.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -22,9 +22,6 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-
-if TYPE_CHECKING:
-    from deckies.models import Host
 
 logger = logging.getLogger(__name__)
 
@@ -96,17 +93,20 @@ def check_cluster() -> str:
     return "schedules are advancing"
 
 
-def check_engines() -> dict[str, dict[str, Any]]:
-    from deckies.engine import runtime
-    from deckies.selectors import hosts_to_check
+#: Each returns ``{check name: callable giving a detail string or raising}``; registered by the apps.
+CheckProvider = Callable[[], dict[str, Callable[[], str]]]
+_providers: list[CheckProvider] = []
 
-    def ping(host: Host | None) -> Callable[[], str]:
-        return lambda: f"Docker {runtime.engine_ping(host)}"
 
-    results = {"engine:local": _timed(ping(None))}
-    for host in hosts_to_check():
-        results[f"engine:{host.name}"] = _timed(ping(host))
-    return results
+def register_checks(provider: CheckProvider) -> None:
+    """Add the checks ``provider`` names to every health report (idempotent; call from ``AppConfig.ready``)."""
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def timed(check: Callable[[], str]) -> dict[str, Any]:
+    """Run one check: ``{ok, detail, latency_ms}``; an exception is a failed check, never an error."""
+    return _timed(check)
 
 
 def health_report() -> dict[str, Any]:
@@ -116,10 +116,15 @@ def health_report() -> dict[str, Any]:
         "broker": _timed(check_broker),
         "cluster": _timed(check_cluster),
     }
-    try:
-        checks.update(check_engines())
-    except Exception as exc:  # e.g. the hosts table itself is unreadable; the database check already says why
-        checks["engines"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:500], "latency_ms": 0.0}
+    for provider in _providers:
+        try:
+            named = provider()
+        except Exception as exc:  # e.g. a table is unreadable; the database check already says why
+            name = getattr(provider, "__name__", "checks")
+            checks[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:500], "latency_ms": 0.0}
+            continue
+        for name, check in named.items():
+            checks[name] = _timed(check)
     return {"ok": all(check["ok"] for check in checks.values()), "checks": checks}
 
 

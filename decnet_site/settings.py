@@ -217,7 +217,16 @@ DECNET_FLEET_SUBNET = os.environ.get("DECNET_FLEET_SUBNET", "10.77.0.0/24")
 # Several control planes (or test runs) may share one engine: each keeps to its own names and images.
 DECNET_NAME_PREFIX = os.environ.get("DECNET_NAME_PREFIX", "decnet")
 DECNET_IMAGE_REPOSITORY = os.environ.get("DECNET_IMAGE_REPOSITORY", "decnet")
+# The job layer: a running row's lease (renewed every third of it), how often workers reap, when a pending row's task
+# counts as lost, and the last-resort age past which any open row is failed.
+DECNET_LIFECYCLE_LEASE = int(os.environ.get("DECNET_LIFECYCLE_LEASE", "30"))
+DECNET_REAPER_INTERVAL = int(os.environ.get("DECNET_REAPER_INTERVAL", "10"))
+DECNET_LIFECYCLE_REQUEUE_AFTER = int(os.environ.get("DECNET_LIFECYCLE_REQUEUE_AFTER", "60"))
 DECNET_LIFECYCLE_STALE_AFTER = int(os.environ.get("DECNET_LIFECYCLE_STALE_AFTER", "3600"))
+# "Succeeded" means ready: how long a deploy waits for every service to accept connections before it fails.
+DECNET_READY_TIMEOUT = int(os.environ.get("DECNET_READY_TIMEOUT", "60"))
+# The scheduled reconcile repairs drifted deckies (one lifecycle row per repair) unless this is off.
+DECNET_AUTO_HEAL = _env_bool("DECNET_AUTO_HEAL", True)
 
 LOGGING = {
     "version": 1,

@@ -1,57 +1,43 @@
-"""App config of lifecycle tracking; in a worker cluster it also hooks the start-up sweep of stale rows."""
+"""App config of the job layer; in a worker cluster it also starts each worker's lease keeper and reaper."""
 
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from django.apps import AppConfig
 
 logger = logging.getLogger(__name__)
 
-_swept_in_this_process = False
 
+def start_worker(sender: Any = None, **kwargs: Any) -> None:
+    """``django_q.signals.post_spawn`` receiver: django-q2 sends it in each worker process it starts.
 
-def is_qcluster_process(argv: list[str] | None = None) -> bool:
-    """Whether this process is ``manage.py qcluster`` (or a worker forked from it)."""
-    argv = sys.argv if argv is None else argv
-    return len(argv) > 1 and argv[1] == "qcluster"
-
-
-def sweep_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
-    """``django_q.signals.post_spawn`` receiver: sweep stale lifecycle rows once per worker process.
-
-    The rows a killed cluster left open are failed as soon as a worker is back, instead of waiting for the first
-    scheduled sweep. Several workers sweeping at once is safe (each row is failed by a conditional update). A
-    failure here is logged and never stops the worker.
+    In worker processes it fails at once the rows this host's dead processes held and re-queues the jobs they may
+    have lost (:func:`lifecycle.reaper.reap_at_start`), then keeps reaping from the lease keeper's thread. A failure
+    here is logged and never stops the worker.
     """
-    global _swept_in_this_process
-    if _swept_in_this_process:
-        return
-    _swept_in_this_process = True
-    from lifecycle.tasks import sweep_stale
+    from lifecycle import reaper
+    from lifecycle.workers import lease_keeper
 
     try:
-        swept = sweep_stale()
+        reaper.reap_at_start()
     except Exception:
-        logger.exception("start-up sweep of stale lifecycle rows failed")
-        return
-    if swept:
-        logger.warning("start-up sweep failed %d stale lifecycle row(s)", len(swept))
+        logger.exception("start-up reaping of lifecycle rows failed")
+    lease_keeper().run_periodically(reaper.reap)
 
 
 class LifecycleConfig(AppConfig):
-    """Operation tracking: one lifecycle row per attempt, plus the append-only event log."""
+    """Operation tracking: one lifecycle row per attempt, the job layer that runs them, and the event log."""
 
     name = "lifecycle"
     verbose_name = "Lifecycle"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Querying in ready() is discouraged (and the database may not be migrated yet), so the sweep waits for
-        # the first worker process the cluster spawns.
+        from lifecycle.workers import is_qcluster_process
+
         if is_qcluster_process():
             from django_q.signals import post_spawn
 
-            post_spawn.connect(sweep_on_worker_start, dispatch_uid="lifecycle-sweep-on-worker-start")
+            post_spawn.connect(start_worker, dispatch_uid="lifecycle-start-worker")

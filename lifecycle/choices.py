@@ -11,6 +11,7 @@ class LifecycleOperation(models.TextChoices):
     TEARDOWN = "teardown", "Tear down"
     SERVICE_ADD = "service_add", "Add service"
     SERVICE_REMOVE = "service_remove", "Remove service"
+    REPAIR = "repair", "Repair"
 
 
 class LifecycleStatus(models.TextChoices):

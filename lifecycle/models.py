@@ -14,13 +14,34 @@ from lifecycle.choices import OPEN_STATUSES, TERMINAL_STATUSES, LifecycleOperati
 class DeckyLifecycle(models.Model):
     """One attempt of one operation on one decky: ``pending`` → ``running`` → ``succeeded`` | ``failed``.
 
-    Rows are immutable once terminal (enforced by :mod:`lifecycle.services` with conditional updates, and by the
-    admin); a retry writes a new row. ``decky_name`` is a loose key (no foreign key) so a row outlives its decky,
-    as an audit record should. Topology deckies are recorded as ``t:<topology id>:<decky name>``.
+    Rows are immutable once terminal (every status write is a conditional ``UPDATE`` in :mod:`lifecycle.services`,
+    and the admin is read-only); a retry writes a new row. ``decky_name`` is the seed's contract and keeps the name
+    for history; ``decky`` and ``topology`` are the real references (``SET_NULL``, so a row outlives what it acted
+    on). Rows submitted together share a ``job`` id and are run by one task (a topology deploy, a bulk deploy).
+
+    A running row is *leased* by the process that runs it (``worker`` = ``cluster@host:pid:start``): the process
+    renews ``lease_expires_at`` while it works, and a row whose lease lapsed is failed by the reaper with an
+    explanation, so no row stays open when its worker is gone.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     decky_name = models.CharField(max_length=128, db_index=True, help_text="Decky the operation acts on.")
+    decky = models.ForeignKey(
+        "deckies.Decky",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="lifecycle_rows",
+        help_text="The decky, while it exists.",
+    )
+    topology = models.ForeignKey(
+        "topology.Topology",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="lifecycle_rows",
+        help_text="The topology the decky belongs to (empty: the flat fleet).",
+    )
     # NULL (not "") means the local engine, as in the seed table and its API shape.
     host_uuid = models.CharField(  # noqa: DJ001
         max_length=64, null=True, blank=True, db_index=True, help_text="Docker host; empty for the local engine."
@@ -32,6 +53,14 @@ class DeckyLifecycle(models.Model):
     error = models.TextField(  # noqa: DJ001 - NULL means "no error", distinct from an empty message
         null=True, blank=True, help_text="'<ErrorType>: <message>' when the attempt failed."
     )
+    message = models.TextField(blank=True, default="", help_text="What happened, in words (success or failure).")
+    job = models.UUIDField(null=True, blank=True, db_index=True, help_text="Rows submitted together, run by one task.")
+    params = models.JSONField(default=dict, blank=True, help_text="Parameters of the operation (service, trigger).")
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="Who asked for the operation.")
+    worker = models.CharField(max_length=200, blank=True, default="", help_text="Process that claimed the row.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="Renewed by the worker while it runs.")
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When the task was last handed to the broker.")
+    queue_count = models.PositiveSmallIntegerField(default=0, help_text="How often the task was handed to the broker.")
     started_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -51,7 +80,12 @@ class DeckyLifecycle(models.Model):
                 name="lifecycle_completed_iff_terminal",
             ),
         ]
-        indexes = [models.Index(fields=["decky_name", "operation", "status"], name="lifecycle_open_lookup")]
+        indexes = [
+            models.Index(fields=["decky_name", "operation", "status"], name="lifecycle_open_lookup"),
+            # The reaper's and the request path's questions: open rows of a decky, lapsed leases, old pending rows.
+            models.Index(fields=["decky", "status"], name="lifecycle_decky_status"),
+            models.Index(fields=["status", "lease_expires_at"], name="lifecycle_status_lease"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.operation} {self.decky_name} [{self.status}]"

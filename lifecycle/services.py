@@ -1,19 +1,23 @@
 """Writes to lifecycle rows and the event log.
 
-Lifecycle rows follow ``pending → running → succeeded | failed`` and never change after a terminal status.
-Every status write is a conditional ``UPDATE … WHERE status IN (<legal sources>)``, so two writers racing on
-the same row cannot both win, and a terminal row cannot be reopened.
+Lifecycle rows follow the machine in :data:`lifecycle.choices.LEGAL_LIFECYCLE_MOVES` (``pending → running →
+succeeded | failed``) and never change after a terminal status. Every status write goes through
+:func:`lifecycle_move`, a conditional ``UPDATE … WHERE status IN (<legal sources>)``, so two writers racing on a row
+cannot both win and a terminal row cannot be reopened. Each move appends a ``…lifecycle`` event in the same
+transaction and sends :data:`~lifecycle.signals.lifecycle_changed` after commit.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from lifecycle.choices import (
@@ -26,16 +30,34 @@ from lifecycle.choices import (
 )
 from lifecycle.exceptions import LifecycleImmutableError, LifecycleNotFoundError
 from lifecycle.models import DeckyLifecycle, Event
-from lifecycle.signals import event_recorded, lifecycle_changed
+from lifecycle.signals import lifecycle_changed
 
 logger = logging.getLogger(__name__)
 
+#: Called with every event inside the transaction that appends it (e.g. an outbox writing webhook deliveries).
+#: A sink that raises aborts the transaction: it must only write rows of its own.
+EventSink = Callable[[Sequence[Event]], None]
+_event_sinks: list[EventSink] = []
+
+
+def register_event_sink(sink: EventSink) -> None:
+    """Add ``sink`` to the in-transaction consumers of appended events (idempotent; call from ``AppConfig.ready``)."""
+    if sink not in _event_sinks:
+        _event_sinks.append(sink)
+
 
 def event_emit(*, topic: str, type: str, payload: dict[str, Any] | None = None) -> Event:
-    """Append one event and send :data:`event_recorded` once the surrounding transaction commits."""
-    event = Event.objects.create(topic=topic, type=type, payload=payload or {})
-    transaction.on_commit(lambda: _send_safely(event_recorded, event=event))
-    return event
+    """Append one event; registered sinks see it in this transaction."""
+    return events_emit([(topic, type, payload or {})])[0]
+
+
+def events_emit(items: Iterable[tuple[str, str, dict[str, Any]]]) -> list[Event]:
+    """Append several events with one INSERT (same contract as :func:`event_emit`)."""
+    now = timezone.now()
+    events = Event.objects.bulk_create([Event(topic=t, type=ty, payload=p, at=now) for t, ty, p in items])
+    for sink in _event_sinks:
+        sink(events)
+    return events
 
 
 def _send_safely(signal: Any, **kwargs: Any) -> None:
@@ -53,60 +75,161 @@ def truncate_error(error: str | BaseException | None) -> str | None:
     return text if len(text) <= ERROR_MAX_LENGTH else text[: ERROR_MAX_LENGTH - 3] + "..."
 
 
-def lifecycle_create(
-    *, decky_name: str, operation: str, host_uuid: str | None = None, status: str = LifecycleStatus.PENDING
-) -> DeckyLifecycle:
-    """Create one ``pending`` row for an attempt of ``operation`` on ``decky_name`` and record the event."""
-    if operation not in LifecycleOperation.values:
-        raise ValueError(f"unknown lifecycle operation {operation!r}")
-    now = timezone.now()
-    row = DeckyLifecycle.objects.create(
-        decky_name=decky_name, host_uuid=host_uuid, operation=operation, status=status, started_at=now, updated_at=now
+def lifecycle_topic(row: DeckyLifecycle) -> str:
+    """``decky.<name>.lifecycle`` for a fleet decky, ``topology.<id>.decky.<name>.lifecycle`` in a topology."""
+    if row.topology_id is None:
+        return f"decky.{row.decky_name}.lifecycle"
+    return f"topology.{row.topology_id}.decky.{row.decky_name}.lifecycle"
+
+
+def _event_of(row: DeckyLifecycle) -> tuple[str, str, dict[str, Any]]:
+    return (
+        lifecycle_topic(row),
+        "lifecycle",
+        {
+            "lifecycle_id": str(row.pk),
+            "decky_name": row.decky_name,
+            "topology_id": None if row.topology_id is None else str(row.topology_id),
+            "operation": row.operation,
+            "status": row.status,
+            "error": row.error,
+            "message": row.message,
+        },
     )
-    _record(row)
-    return row
+
+
+def _record(rows: Sequence[DeckyLifecycle]) -> None:
+    if not rows:
+        return
+    events_emit(_event_of(row) for row in rows)
+
+    def announce() -> None:
+        for row in rows:
+            _send_safely(lifecycle_changed, row=row)
+
+    transaction.on_commit(announce)
+
+
+# --- creation ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """What one new row acts on and why: the decky (by name, and by id while it exists), its topology, its host."""
+
+    decky_name: str
+    operation: str
+    decky_id: int | None = None
+    topology_id: uuid.UUID | None = None
+    host_uuid: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    actor: str = ""
+    job: uuid.UUID | None = None
+
+
+def lifecycle_create(
+    specs: Sequence[RowSpec], *, job: uuid.UUID | None = None, status: str = LifecycleStatus.PENDING
+) -> list[DeckyLifecycle]:
+    """Create one row per spec with one INSERT (and one for their events), in the spec's own ``job`` when it names
+    one, else all in ``job`` (a new one if None).
+
+    Rows start ``pending`` unless ``status`` says ``running`` (a change made in this very request). Raises
+    ``ValueError`` for an unknown operation or a terminal starting status.
+    """
+    if status not in OPEN_STATUSES:
+        raise ValueError(f"a lifecycle row starts pending or running, not {status!r}")
+    job = job or uuid.uuid4()
+    now = timezone.now()
+    rows = []
+    for spec in specs:
+        if spec.operation not in LifecycleOperation.values:
+            raise ValueError(f"unknown lifecycle operation {spec.operation!r}")
+        rows.append(
+            DeckyLifecycle(
+                decky_name=spec.decky_name,
+                decky_id=spec.decky_id,
+                topology_id=spec.topology_id,
+                host_uuid=spec.host_uuid,
+                operation=spec.operation,
+                status=status,
+                params=spec.params,
+                actor=spec.actor[:150],
+                job=spec.job or job,
+                started_at=now,
+                updated_at=now,
+            )
+        )
+    created = DeckyLifecycle.objects.bulk_create(rows)
+    _record(created)
+    return created
+
+
+# --- moves ------------------------------------------------------------------------------------------------------------
+
+
+def lifecycle_move(
+    ids: Sequence[uuid.UUID | str],
+    *,
+    to: str,
+    message: str | None = None,
+    error: str | BaseException | None = None,
+    worker: str | None = None,
+    only_worker: str | None = None,
+    lease_until: datetime | None = None,
+) -> list[DeckyLifecycle]:
+    """Move the rows ``ids`` to status ``to`` where the machine allows it from their current status.
+
+    A row moves only if its status is a legal source of ``to`` (and, with ``only_worker``, if that worker holds
+    it); the others are left as they are. Terminal moves stamp ``completed_at`` and clear the lease. Returns the
+    rows that moved, as stored, with their events appended. Raises ``ValueError`` for an unknown status.
+    """
+    if to not in LifecycleStatus.values:
+        raise ValueError(f"unknown lifecycle status {to!r}")
+    sources = [source for source, targets in LEGAL_LIFECYCLE_MOVES.items() if to in targets]
+    now = timezone.now()
+    changes: dict[str, Any] = {"status": to, "updated_at": now}
+    if to in TERMINAL_STATUSES:
+        changes.update(completed_at=now, lease_expires_at=None)
+    if message is not None:
+        changes["message"] = message[:ERROR_MAX_LENGTH]
+    if error is not None:
+        changes["error"] = truncate_error(error)
+    if worker is not None:
+        changes["worker"] = worker[:200]
+    if lease_until is not None:
+        changes["lease_expires_at"] = lease_until
+    with transaction.atomic():
+        queryset = DeckyLifecycle.objects.filter(pk__in=list(ids), status__in=sources)
+        if only_worker is not None:
+            queryset = queryset.filter(worker=only_worker)
+        # Lock in a fixed order, then update what is locked: the rows returned are exactly the ones moved.
+        moving = list(queryset.select_for_update().order_by("pk").values_list("pk", flat=True))
+        if not moving:
+            return []
+        DeckyLifecycle.objects.filter(pk__in=moving).update(**changes)
+        moved = list(DeckyLifecycle.objects.filter(pk__in=moving).order_by("started_at", "pk"))
+        _record(moved)
+    return moved
 
 
 def lifecycle_update(
     lifecycle_id: uuid.UUID | str,
     *,
-    status: str | None = None,
+    status: str,
     error: str | BaseException | None = None,
-    started_at: datetime | None = None,
-    completed_at: datetime | None = None,
+    message: str | None = None,
 ) -> DeckyLifecycle:
-    """Update an open row; stamps ``updated_at`` and, on a terminal status, ``completed_at``.
-
-    Raises :class:`LifecycleNotFoundError` for an unknown id and :class:`LifecycleImmutableError` when the row is
-    already terminal or ``status`` is not a legal next status.
-    """
-    now = timezone.now()
-    changes: dict[str, Any] = {"updated_at": now}
-    sources: Iterable[str] = OPEN_STATUSES
-    if status is not None:
-        if status not in LifecycleStatus.values:
-            raise ValueError(f"unknown lifecycle status {status!r}")
-        sources = [src for src, targets in LEGAL_LIFECYCLE_MOVES.items() if status in targets]
-        changes["status"] = status
-        if status in TERMINAL_STATUSES:
-            changes["completed_at"] = completed_at or now
-    if error is not None:
-        changes["error"] = truncate_error(error)
-    if started_at is not None:
-        changes["started_at"] = started_at
-    with transaction.atomic():
-        updated = DeckyLifecycle.objects.filter(pk=lifecycle_id, status__in=list(sources)).update(**changes)
-        row = DeckyLifecycle.objects.filter(pk=lifecycle_id).first()
-        if row is None:
-            raise LifecycleNotFoundError(f"lifecycle row {lifecycle_id} does not exist")
-        if not updated:
-            raise LifecycleImmutableError(
-                f"lifecycle row {lifecycle_id} is {row.status}; it cannot move to {status or row.status}",
-                status=row.status,
-            )
-        if status is not None:
-            _record(row)
-    return row
+    """Move one row to ``status``; raises :class:`LifecycleNotFoundError` for an unknown id and
+    :class:`LifecycleImmutableError` (409) when the move is not legal from the row's status."""
+    moved = lifecycle_move([lifecycle_id], to=status, error=error, message=message)
+    if moved:
+        return moved[0]
+    row = DeckyLifecycle.objects.filter(pk=lifecycle_id).first()
+    if row is None:
+        raise LifecycleNotFoundError(f"lifecycle row {lifecycle_id} does not exist")
+    raise LifecycleImmutableError(
+        f"lifecycle row {lifecycle_id} is {row.status}; it cannot move to {status}", status=row.status
+    )
 
 
 def lifecycle_start(lifecycle_id: uuid.UUID | str) -> DeckyLifecycle:
@@ -114,59 +237,33 @@ def lifecycle_start(lifecycle_id: uuid.UUID | str) -> DeckyLifecycle:
     return lifecycle_update(lifecycle_id, status=LifecycleStatus.RUNNING)
 
 
-def lifecycle_succeed(lifecycle_id: uuid.UUID | str) -> DeckyLifecycle:
-    return lifecycle_update(lifecycle_id, status=LifecycleStatus.SUCCEEDED)
+def lifecycle_succeed(lifecycle_id: uuid.UUID | str, message: str = "") -> DeckyLifecycle:
+    """Move an open row to ``succeeded``."""
+    return lifecycle_update(lifecycle_id, status=LifecycleStatus.SUCCEEDED, message=message)
 
 
-def lifecycle_fail(lifecycle_id: uuid.UUID | str, error: str | BaseException) -> DeckyLifecycle:
-    return lifecycle_update(lifecycle_id, status=LifecycleStatus.FAILED, error=error)
+def lifecycle_fail(lifecycle_id: uuid.UUID | str, error: str | BaseException, message: str = "") -> DeckyLifecycle:
+    """Move an open row to ``failed`` with ``error`` (and ``message``, the explanation in words)."""
+    return lifecycle_update(lifecycle_id, status=LifecycleStatus.FAILED, error=error, message=message or None)
 
 
-def lifecycle_sweep_stale(cutoff: datetime, reason: str) -> int:
-    """Fail every open row started before ``cutoff`` with ``reason``, in one UPDATE; returns the row count."""
+def lifecycle_renew(ids: Sequence[uuid.UUID], *, worker: str, until: datetime) -> int:
+    """Extend the lease of the running rows ``ids`` that ``worker`` holds; returns how many it still holds."""
+    if not ids:
+        return 0
+    return DeckyLifecycle.objects.filter(pk__in=list(ids), status=LifecycleStatus.RUNNING, worker=worker).update(
+        lease_expires_at=until
+    )
+
+
+def lifecycle_mark_queued(ids: Sequence[uuid.UUID], *, not_since: datetime | None = None) -> list[uuid.UUID]:
+    """Stamp ``queued_at`` on the pending rows ``ids`` (only those last queued before ``not_since``, when given, so
+    two processes re-queueing at once hand each row over once); returns the ids stamped."""
     now = timezone.now()
-    swept = DeckyLifecycle.objects.filter(status__in=sorted(OPEN_STATUSES), started_at__lt=cutoff).update(
-        status=LifecycleStatus.FAILED, error=truncate_error(reason), updated_at=now, completed_at=now
-    )
-    if swept:
-        logger.warning("swept %d stale lifecycle row(s): %s", swept, reason)
-        event_emit(topic="lifecycle.sweep", type="swept", payload={"count": swept, "reason": reason})
-    return swept
-
-
-def lifecycle_get_by_ids(ids: Sequence[uuid.UUID | str]) -> list[DeckyLifecycle]:
-    """Rows for ``ids`` ordered by ``started_at``; unknown or malformed ids are silently omitted."""
-    valid: list[uuid.UUID] = []
-    for raw in ids:
-        try:
-            valid.append(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)))
-        except ValueError:
-            continue
-    if not valid:
-        return []
-    return list(DeckyLifecycle.objects.filter(pk__in=valid).order_by("started_at", "id"))
-
-
-def lifecycle_find_open(decky_name: str, operation: str, host_uuid: str | None = None) -> DeckyLifecycle | None:
-    """The newest pending/running row for (decky, operation, host); ``host_uuid=None`` means the local engine."""
-    return (
-        DeckyLifecycle.objects.filter(
-            decky_name=decky_name, operation=operation, host_uuid=host_uuid, status__in=sorted(OPEN_STATUSES)
-        )
-        .order_by("-started_at")
-        .first()
-    )
-
-
-def _record(row: DeckyLifecycle) -> None:
-    event_emit(
-        topic=f"decky.{row.decky_name}.lifecycle",
-        type="lifecycle",
-        payload={
-            "lifecycle_id": str(row.pk),
-            "operation": row.operation,
-            "status": row.status,
-            "error": row.error,
-        },
-    )
-    transaction.on_commit(lambda: _send_safely(lifecycle_changed, row=row))
+    with transaction.atomic():
+        queryset = DeckyLifecycle.objects.filter(pk__in=list(ids), status=LifecycleStatus.PENDING)
+        if not_since is not None:
+            queryset = queryset.exclude(queued_at__gte=not_since)
+        stamped = list(queryset.select_for_update().order_by("pk").values_list("pk", flat=True))
+        DeckyLifecycle.objects.filter(pk__in=stamped).update(queued_at=now, queue_count=F("queue_count") + 1)
+    return stamped

@@ -1,8 +1,8 @@
-"""Signals sent after state changes commit. Receivers must not raise; the database stays authoritative."""
+"""Signals sent after lifecycle rows change, once the transaction commits. Receivers must not raise; the database
+stays authoritative."""
 
 from django.dispatch import Signal
 
-#: Sent with ``event`` (a :class:`lifecycle.models.Event`) for every appended event.
-event_recorded = Signal()
-#: Sent with ``row`` (a :class:`lifecycle.models.DeckyLifecycle`) after each lifecycle status change.
+#: Sent with ``row`` (a :class:`lifecycle.models.DeckyLifecycle`) after each lifecycle status change (the command
+#: line's ``--sync`` progress display listens to it).
 lifecycle_changed = Signal()

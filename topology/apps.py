@@ -1,3 +1,7 @@
+"""App config of the topologies: registers their operations with the job layer and their deckies' scope."""
+
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
@@ -7,3 +11,15 @@ class TopologyConfig(AppConfig):
     name = "topology"
     verbose_name = "Topologies"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from deckies.reconcile import register_observer
+        from deckies.scopes import register_topology_provider
+        from lifecycle import jobs
+        from lifecycle.choices import LifecycleOperation as Op
+        from topology import operations, plans, services
+
+        jobs.register(Op.DEPLOY, jobs.TOPOLOGY, operations.DeployTopology())
+        jobs.register(Op.TEARDOWN, jobs.TOPOLOGY, operations.TeardownTopology())
+        register_topology_provider(plans.TopologyProvider())
+        register_observer(services.topology_observe)

@@ -1,31 +1,88 @@
-"""Writes to topologies: creation, the status machine, and version-checked child-row edits.
+"""Writes to topologies: creation, the status machine, and every edit of a topology or its children.
 
-Concurrency contract for child writes (LANs, deckies, edges): the topology row is locked
-(``SELECT … FOR UPDATE``) for the length of the transaction, then, when ``expected_version`` is given, the
-version is bumped with a conditional ``UPDATE … WHERE version = expected``. Concurrent writers holding the same
-expected version therefore serialise on the lock and exactly one wins; the others get :class:`VersionConflict`.
-With ``expected_version=None`` nothing is checked and the version stays put.
+One versioned-edit entry point, :func:`topology_edit`: it locks the topology row (``SELECT … FOR UPDATE``), checks
+the topology's status allows the edit, checks ``expected_version`` when given (else :class:`VersionConflict`, 409),
+and bumps the version, all in the caller's transaction; the write happens under that lock. Every change of a
+topology's shape goes through it (the API, the admin, the commands, live service changes of its deckies), so
+concurrent writers holding the same version serialise on the lock and exactly one wins, and every change is
+visible to other editors (and in the ``ETag``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from deckies import live as decky_live
+from deckies import operations as decky_operations
+from deckies import services as decky_services
+from deckies.models import Decky
 from decnet_site.exceptions import ConflictError, InvalidInputError, NotFoundError
+from lifecycle.models import DeckyLifecycle
 from lifecycle.services import event_emit
 from topology.exceptions import TopologyNotEditableError, TopologyNotFoundError, VersionConflict
 from topology.models import LAN, Edge, Topology, TopologyStatusEvent
-from topology.status import DELETABLE_STATUSES, EDITABLE_STATUSES, TopologyStatus, assert_transition
+from topology.status import (
+    DELETABLE_STATUSES,
+    EDITABLE_STATUSES,
+    LIVE_STATUSES,
+    TopologyStatus,
+    assert_transition,
+)
 
 #: New LANs without an explicit subnet get the next free /24 of this pool.
 LAN_SUBNET_POOL = ipaddress.IPv4Network("10.0.0.0/16")
+#: A topology decky's services may change while nothing runs yet (pending) or while it runs (active, degraded).
+SERVICE_CHANGE_STATUSES: frozenset[str] = EDITABLE_STATUSES | LIVE_STATUSES
+
+
+@dataclass(frozen=True)
+class Edited[T]:
+    """What a versioned edit wrote, and the topology's version after it (the new ``ETag``)."""
+
+    value: T
+    version: int
+
+
+@contextlib.contextmanager
+def topology_edit(
+    topology_id: uuid.UUID | str,
+    expected_version: int | None,
+    *,
+    statuses: frozenset[str] = EDITABLE_STATUSES,
+    what: str = "LANs, deckies and edges",
+) -> Iterator[Topology]:
+    """Lock the topology, require one of ``statuses``, check ``expected_version`` (None: not checked) and bump the
+    version; yields the locked topology carrying its new version. Opens a transaction (or joins the caller's).
+
+    Raises :class:`TopologyNotFoundError`, :class:`TopologyNotEditableError` (409) and :class:`VersionConflict`.
+    """
+    with transaction.atomic():
+        topology = Topology.objects.select_for_update().filter(pk=topology_id).first()
+        if topology is None:
+            raise TopologyNotFoundError(f"topology {topology_id} does not exist")
+        if topology.status not in statuses:
+            allowed = ", ".join(sorted(statuses))
+            raise TopologyNotEditableError(
+                f"topology is {topology.status}; its {what} can change only while it is {allowed}",
+                status=topology.status,
+            )
+        if expected_version is not None and topology.version != expected_version:
+            raise VersionConflict(current=topology.version, expected=expected_version)
+        Topology.objects.filter(pk=topology.pk).update(version=F("version") + 1, updated_at=timezone.now())
+        topology.version += 1
+        yield topology
+
+
+# --- topologies -------------------------------------------------------------------------------------------------------
 
 
 def topology_create(*, name: str, description: str = "") -> Topology:
@@ -40,28 +97,28 @@ def topology_create(*, name: str, description: str = "") -> Topology:
     return topology
 
 
-def topology_update(*, topology_id: uuid.UUID | str, expected_version: int | None = None, **fields: Any) -> Topology:
-    """Rename or re-describe a topology (pending only), version-checked like any child write."""
-    allowed = {"name", "description"}
-    unknown = set(fields) - allowed
+def topology_update(
+    *, topology_id: uuid.UUID | str, expected_version: int | None = None, **fields: Any
+) -> Edited[Topology]:
+    """Rename or re-describe a topology (pending only), as a versioned edit."""
+    unknown = set(fields) - {"name", "description"}
     if unknown:
         raise InvalidInputError(f"cannot update {sorted(unknown)} on a topology")
-    with transaction.atomic():
-        topology = _lock_for_edit(topology_id, expected_version)
+    with topology_edit(topology_id, expected_version) as topology:
         if "name" in fields and Topology.objects.filter(name=fields["name"]).exclude(pk=topology.pk).exists():
             raise ConflictError(f"a topology named {fields['name']!r} already exists", name=fields["name"])
         for key, value in fields.items():
             setattr(topology, key, value)
         topology.full_clean()
-        topology.save(update_fields=[*fields, "updated_at"])
-    return topology
+        Topology.objects.filter(pk=topology.pk).update(**fields, updated_at=timezone.now())
+    return Edited(topology, topology.version)
 
 
 def topology_transition(*, topology_id: uuid.UUID | str, to: str, reason: str = "") -> Topology:
     """Move a topology to status ``to`` if the machine allows it, appending a status event atomically.
 
-    The write is a compare-and-set on the current status, so two concurrent movers cannot both succeed.
-    Raises :class:`TopologyNotFoundError` or :class:`~topology.status.TopologyStatusError` (409).
+    The write is a compare-and-set on the current status under the row lock, so two concurrent movers cannot both
+    succeed. Raises :class:`TopologyNotFoundError` or :class:`~topology.status.TopologyStatusError` (409).
     """
     with transaction.atomic():
         topology = Topology.objects.select_for_update().filter(pk=topology_id).first()
@@ -70,11 +127,7 @@ def topology_transition(*, topology_id: uuid.UUID | str, to: str, reason: str = 
         current = topology.status
         assert_transition(current, to)
         now = timezone.now()
-        moved = Topology.objects.filter(pk=topology.pk, status=current).update(
-            status=to, status_changed_at=now, updated_at=now
-        )
-        if not moved:  # pragma: no cover - only reachable without row locks (SQLite serialises instead)
-            raise ConflictError(f"topology {topology_id} changed status concurrently")
+        Topology.objects.filter(pk=topology.pk, status=current).update(status=to, status_changed_at=now, updated_at=now)
         TopologyStatusEvent.objects.create(topology=topology, from_status=current, to_status=to, reason=reason, at=now)
         event_emit(
             topic=f"topology.{topology.pk}.status",
@@ -90,64 +143,9 @@ def topology_delete(*, topology_id: uuid.UUID | str, expected_version: int | Non
 
     With ``expected_version`` the topology must still be at that version (else :class:`VersionConflict`).
     """
-    with transaction.atomic():
-        topology = Topology.objects.select_for_update().filter(pk=topology_id).first()
-        if topology is None:
-            raise TopologyNotFoundError(f"topology {topology_id} does not exist")
-        if expected_version is not None and topology.version != expected_version:
-            raise VersionConflict(current=topology.version, expected=expected_version)
-        if topology.status not in DELETABLE_STATUSES:
-            raise TopologyNotEditableError(
-                f"a {topology.status} topology cannot be deleted; tear it down first", status=topology.status
-            )
+    with topology_edit(topology_id, expected_version, statuses=DELETABLE_STATUSES, what="record") as topology:
         event_emit(topic=f"topology.{topology.pk}.deleted", type="deleted", payload={"name": topology.name})
         topology.delete()
-
-
-def _lock_for_edit(topology_id: uuid.UUID | str, expected_version: int | None) -> Topology:
-    """Lock the topology, require it editable, and check-and-bump its version. Call inside a transaction."""
-    topology = Topology.objects.select_for_update().filter(pk=topology_id).first()
-    if topology is None:
-        raise TopologyNotFoundError(f"topology {topology_id} does not exist")
-    if topology.status not in EDITABLE_STATUSES:
-        raise TopologyNotEditableError(
-            f"topology is {topology.status}; LANs, deckies and edges can only change while it is pending",
-            status=topology.status,
-        )
-    if expected_version is not None:
-        bumped = Topology.objects.filter(pk=topology.pk, version=expected_version).update(
-            version=F("version") + 1, updated_at=timezone.now()
-        )
-        if not bumped:
-            raise VersionConflict(current=topology.version, expected=expected_version)
-        topology.version = expected_version + 1
-    return topology
-
-
-def topology_versioned_edit[T](
-    *, topology_id: uuid.UUID | str, expected_version: int | None, write: Callable[[int], T]
-) -> tuple[T, int]:
-    """Run one child-row write as a versioned edit that always bumps the version; returns (result, new version).
-
-    ``write`` receives the version to pass on as ``expected_version`` to a child-row service (``lan_create``,
-    ``deckies.services.decky_create``, …). Without ``expected_version`` the caller is not checked, but the
-    version is still bumped: the row lock is taken first, so the current version is passed on and cannot go
-    stale before the write, and every change is visible to other editors (and in the ``ETag``). Raises
-    :class:`TopologyNotFoundError` and whatever ``write`` raises (409 not editable / version conflict, …).
-    """
-    with transaction.atomic():
-        current = Topology.objects.select_for_update().filter(pk=topology_id).values_list("version", flat=True)
-        version = current.first()
-        if version is None:
-            raise TopologyNotFoundError(f"topology {topology_id} does not exist")
-        result = write(version if expected_version is None else expected_version)
-        new_version = Topology.objects.filter(pk=topology_id).values_list("version", flat=True).get()
-    return result, new_version
-
-
-def topology_lock_for_edit(topology_id: uuid.UUID | str, expected_version: int | None) -> Topology:
-    """Public form of the edit guard, for other apps' services that write topology children (deckies)."""
-    return _lock_for_edit(topology_id, expected_version)
 
 
 def reserved_subnets(*, exclude_topology: uuid.UUID | str | None = None) -> list[ipaddress.IPv4Network]:
@@ -167,6 +165,9 @@ def next_free_subnet(taken: Iterable[ipaddress.IPv4Network], pool: ipaddress.IPv
     raise ConflictError(f"no free /24 left in {pool}")
 
 
+# --- LANs -------------------------------------------------------------------------------------------------------------
+
+
 def lan_create(
     *,
     topology_id: uuid.UUID | str,
@@ -174,42 +175,44 @@ def lan_create(
     subnet: str | None = None,
     is_dmz: bool = False,
     expected_version: int | None = None,
-) -> LAN:
+) -> Edited[LAN]:
     """Add a LAN (pending topologies only); without ``subnet``, the next free /24 of 10.0.0.0/16."""
-    with transaction.atomic():
-        topology = _lock_for_edit(topology_id, expected_version)
+    with topology_edit(topology_id, expected_version) as topology:
         if LAN.objects.filter(topology=topology, name=name).exists():
             raise ConflictError(f"LAN {name!r} already exists in this topology")
         lan = LAN(topology=topology, name=name, subnet=subnet or next_free_subnet(reserved_subnets()), is_dmz=is_dmz)
         lan.full_clean()
         lan.save()
+    return Edited(lan, topology.version)
+
+
+def _lan(lan_id: uuid.UUID | str) -> LAN:
+    lan = LAN.objects.filter(pk=lan_id).first()
+    if lan is None:
+        raise NotFoundError(f"LAN {lan_id} does not exist")
     return lan
 
 
-def lan_update(*, lan_id: uuid.UUID | str, expected_version: int | None = None, **fields: Any) -> LAN:
+def lan_update(*, lan_id: uuid.UUID | str, expected_version: int | None = None, **fields: Any) -> Edited[LAN]:
     """Change a LAN's name, subnet or DMZ flag (pending topologies only)."""
     allowed = {"name", "subnet", "is_dmz"}
     if set(fields) - allowed:
         raise InvalidInputError(f"cannot update {sorted(set(fields) - allowed)} on a LAN")
-    lan = LAN.objects.filter(pk=lan_id).first()
-    if lan is None:
-        raise NotFoundError(f"LAN {lan_id} does not exist")
-    with transaction.atomic():
-        _lock_for_edit(lan.topology_id, expected_version)
+    lan = _lan(lan_id)
+    with topology_edit(lan.topology_id, expected_version) as topology:
+        if "name" in fields and LAN.objects.filter(topology=topology, name=fields["name"]).exclude(pk=lan.pk).exists():
+            raise ConflictError(f"LAN {fields['name']!r} already exists in this topology")
         for key, value in fields.items():
             setattr(lan, key, value)
         lan.full_clean()
         lan.save()
-    return lan
+    return Edited(lan, topology.version)
 
 
-def lan_delete(*, lan_id: uuid.UUID | str, expected_version: int | None = None) -> None:
+def lan_delete(*, lan_id: uuid.UUID | str, expected_version: int | None = None) -> Edited[None]:
     """Remove a LAN and its edges; refused (400) when a decky would be left on no LAN."""
-    lan = LAN.objects.filter(pk=lan_id).first()
-    if lan is None:
-        raise NotFoundError(f"LAN {lan_id} does not exist")
-    with transaction.atomic():
-        _lock_for_edit(lan.topology_id, expected_version)
+    lan = _lan(lan_id)
+    with topology_edit(lan.topology_id, expected_version) as topology:
         stranded = [
             edge.decky.name
             for edge in lan.edges.select_related("decky")
@@ -221,6 +224,12 @@ def lan_delete(*, lan_id: uuid.UUID | str, expected_version: int | None = None) 
                 deckies=sorted(stranded),
             )
         lan.delete()
+    return Edited(None, topology.version)
+
+
+# --- edges ------------------------------------------------------------------------------------------------------------
+
+EDGE_EDITABLE_FIELDS = frozenset({"ip", "is_bridge", "forwards_l3"})
 
 
 def edge_create(
@@ -232,12 +241,9 @@ def edge_create(
     is_bridge: bool = False,
     forwards_l3: bool = False,
     expected_version: int | None = None,
-) -> Edge:
+) -> Edited[Edge]:
     """Attach a decky to a LAN of the same topology (pending only); both must belong to it (else 400)."""
-    from deckies.models import Decky
-
-    with transaction.atomic():
-        topology = _lock_for_edit(topology_id, expected_version)
+    with topology_edit(topology_id, expected_version) as topology:
         decky = Decky.objects.filter(pk=decky_id, topology=topology).first()
         lan = LAN.objects.filter(pk=lan_id, topology=topology).first()
         if decky is None or lan is None:
@@ -249,22 +255,23 @@ def edge_create(
         edge = Edge(topology=topology, decky=decky, lan=lan, ip=ip, is_bridge=is_bridge, forwards_l3=forwards_l3)
         edge.full_clean()
         edge.save()
+    return Edited(edge, topology.version)
+
+
+def _edge(edge_id: uuid.UUID | str) -> Edge:
+    edge = Edge.objects.select_related("lan").filter(pk=edge_id).first()
+    if edge is None:
+        raise NotFoundError(f"edge {edge_id} does not exist")
     return edge
 
 
-EDGE_EDITABLE_FIELDS = frozenset({"ip", "is_bridge", "forwards_l3"})
-
-
-def edge_update(*, edge_id: uuid.UUID | str, expected_version: int | None = None, **fields: Any) -> Edge:
+def edge_update(*, edge_id: uuid.UUID | str, expected_version: int | None = None, **fields: Any) -> Edited[Edge]:
     """Change an edge's address or flags (pending only); the address must be inside the LAN (else 400)."""
     unknown = set(fields) - EDGE_EDITABLE_FIELDS
     if unknown:
         raise InvalidInputError(f"cannot update {sorted(unknown)} on an edge")
-    edge = Edge.objects.select_related("lan").filter(pk=edge_id).first()
-    if edge is None:
-        raise NotFoundError(f"edge {edge_id} does not exist")
-    with transaction.atomic():
-        _lock_for_edit(edge.topology_id, expected_version)
+    edge = _edge(edge_id)
+    with topology_edit(edge.topology_id, expected_version) as topology:
         ip = fields.get("ip", edge.ip)
         if ip is not None and ipaddress.IPv4Address(ip) not in edge.lan.network:
             raise InvalidInputError(f"{ip} is not inside LAN {edge.lan.name!r} ({edge.lan.subnet})")
@@ -272,14 +279,113 @@ def edge_update(*, edge_id: uuid.UUID | str, expected_version: int | None = None
             setattr(edge, key, value)
         edge.full_clean()
         edge.save()
-    return edge
+    return Edited(edge, topology.version)
 
 
-def edge_delete(*, edge_id: uuid.UUID | str, expected_version: int | None = None) -> None:
+def edge_delete(*, edge_id: uuid.UUID | str, expected_version: int | None = None) -> Edited[None]:
     """Detach a decky from a LAN (pending only); the decky itself stays."""
-    edge = Edge.objects.filter(pk=edge_id).first()
-    if edge is None:
-        raise NotFoundError(f"edge {edge_id} does not exist")
-    with transaction.atomic():
-        _lock_for_edit(edge.topology_id, expected_version)
+    edge = _edge(edge_id)
+    with topology_edit(edge.topology_id, expected_version) as topology:
         edge.delete()
+    return Edited(None, topology.version)
+
+
+# --- deckies of a topology --------------------------------------------------------------------------------------------
+
+
+def topology_decky_create(
+    *, topology_id: uuid.UUID | str, expected_version: int | None = None, **fields: Any
+) -> Edited[Decky]:
+    """Add a decky to a pending topology (see :func:`deckies.services.decky_create` for ``fields``)."""
+    with topology_edit(topology_id, expected_version) as topology:
+        decky = decky_services.decky_create(topology_id=topology.pk, **fields)
+    return Edited(decky, topology.version)
+
+
+def topology_decky_update(
+    *,
+    decky: Decky,
+    expected_version: int | None = None,
+    services: Sequence[str] | None = None,
+    service_config: Any = None,
+    **fields: Any,
+) -> Edited[Decky]:
+    """Change a decky of a pending topology (see :func:`deckies.services.decky_update`)."""
+    assert decky.topology_id is not None
+    with topology_edit(decky.topology_id, expected_version) as topology:
+        updated = decky_services.decky_update(decky=decky, services=services, service_config=service_config, **fields)
+    return Edited(updated, topology.version)
+
+
+def topology_decky_delete(*, decky: Decky, expected_version: int | None = None) -> Edited[None]:
+    """Remove a decky (and its edges) from a pending topology."""
+    assert decky.topology_id is not None
+    with topology_edit(decky.topology_id, expected_version) as topology:
+        decky_services.decky_delete(decky=decky)
+    return Edited(None, topology.version)
+
+
+def _service_change(decky: Decky, expected_version: int | None) -> contextlib.AbstractContextManager[Topology]:
+    assert decky.topology_id is not None
+    return topology_edit(
+        decky.topology_id, expected_version, statuses=SERVICE_CHANGE_STATUSES, what="deckies' services"
+    )
+
+
+def topology_decky_service_add(
+    *,
+    decky: Decky,
+    slug: str,
+    config: dict[str, Any] | None = None,
+    expected_version: int | None = None,
+    actor: str | None = None,
+) -> Edited[list[str]]:
+    """Add one service to a topology decky: live (only that container starts) while the topology is active or
+    degraded, desired state only while it is pending; refused (409) in any other status. Versioned edit."""
+    with _service_change(decky, expected_version) as topology:
+        row = decky_live.prepare_service_add(
+            decky=decky, slug=slug, config=config, live=topology.status in LIVE_STATUSES, actor=actor
+        )
+    return Edited(decky_live.complete(row), topology.version)
+
+
+def topology_decky_service_remove(
+    *, decky: Decky, slug: str, expected_version: int | None = None, actor: str | None = None
+) -> Edited[list[str]]:
+    """Remove one service from a topology decky (like :func:`topology_decky_service_add`)."""
+    with _service_change(decky, expected_version) as topology:
+        row = decky_live.prepare_service_remove(
+            decky=decky, slug=slug, live=topology.status in LIVE_STATUSES, actor=actor
+        )
+    return Edited(decky_live.complete(row), topology.version)
+
+
+def topology_decky_mutate(
+    *, decky: Decky, run_inline: bool = False, actor: str | None = None, expected_version: int | None = None
+) -> DeckyLifecycle:
+    """Rotate a topology decky's services (applied live while the topology is active or degraded)."""
+    with _service_change(decky, expected_version) as topology:
+        return decky_operations.mutate_request(
+            decky=decky, live=topology.status in LIVE_STATUSES, run_inline=run_inline, actor=actor
+        )
+
+
+def topology_observe(report: Any, deckies: Sequence[Decky]) -> None:
+    """After a reconciliation: an active topology with a drifted decky becomes degraded (the reason names them), a
+    degraded one whose deckies are all fine again becomes active. Topologies with an operation open are left alone."""
+    entries_by_topology: dict[str, list[Any]] = {}
+    for entry in report.deckies:
+        if entry.topology_id is not None:
+            entries_by_topology.setdefault(entry.topology_id, []).append(entry)
+    for topology_id, entries in entries_by_topology.items():
+        if any(entry.busy for entry in entries):
+            continue
+        sick = [entry for entry in entries if entry.wanted and not entry.healthy]
+        status = Topology.objects.filter(pk=topology_id).values_list("status", flat=True).first()
+        if sick and status == TopologyStatus.ACTIVE:
+            reason = "reconcile: " + "; ".join(f"{e.name}: {e.reason()}" for e in sick[:8])
+            topology_transition(topology_id=topology_id, to=TopologyStatus.DEGRADED, reason=reason)
+        elif not sick and status == TopologyStatus.DEGRADED and all(e.wanted for e in entries):
+            topology_transition(
+                topology_id=topology_id, to=TopologyStatus.ACTIVE, reason="reconcile: every decky healthy"
+            )

@@ -25,6 +25,8 @@ class TopologyStatus(models.TextChoices):
 ALL_STATUSES: frozenset[str] = frozenset(TopologyStatus.values)
 TRANSITIONAL_STATUSES: frozenset[str] = frozenset({TopologyStatus.DEPLOYING, TopologyStatus.TEARING_DOWN})
 TERMINAL_STATUSES: frozenset[str] = frozenset({TopologyStatus.TORN_DOWN})
+#: Statuses in which the topology's containers exist, so changes to its deckies are applied live.
+LIVE_STATUSES: frozenset[str] = frozenset({TopologyStatus.ACTIVE, TopologyStatus.DEGRADED})
 #: Child rows (LANs, deckies, edges) may be edited only before the first deploy.
 EDITABLE_STATUSES: frozenset[str] = frozenset({TopologyStatus.PENDING})
 #: A topology may be deleted only when nothing of it can be running.

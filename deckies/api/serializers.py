@@ -52,17 +52,6 @@ def reject_nul(value: Any, where: str = "value") -> Any:
     return value
 
 
-class ErrorSerializer(serializers.Serializer):
-    """The body of every error: ``detail``, a machine-readable ``code``, and per-field messages when relevant."""
-
-    detail = serializers.CharField()
-    code = serializers.CharField()
-    # Declared fields are popped from the class body, so this does not shadow Serializer.fields at run time.
-    fields = serializers.DictField(  # type: ignore[assignment]
-        required=False, help_text="Per-field messages (validation errors)."
-    )
-
-
 class IntervalField(serializers.DurationField):
     """A duration, also accepted as DECNET's shorthand ``<n><unit>`` (m, h, d, M = 30 days, y = 365 days)."""
 
@@ -164,7 +153,7 @@ class DeckySerializer(serializers.ModelSerializer):
             rows = self.context.get("lifecycle_rows")
             row = rows.get(lifecycle_id) if rows is not None else lifecycle_rows_by_id([lifecycle_id]).get(lifecycle_id)
         else:
-            row = DeckyLifecycle.objects.filter(decky_name=decky.lifecycle_key).order_by("-started_at", "-id").first()
+            row = DeckyLifecycle.objects.filter(decky=decky).order_by("-started_at", "-id").first()
         if row is None:
             return None
         # One nested serializer for the whole page: building serializer fields per row costs more than the query.

@@ -1,12 +1,11 @@
 """Routes of the deckies API. Fixed paths under ``/deckies/`` come first so they win over ``/deckies/{name}/``
-(and those names are refused for deckies)."""
+(and those names are refused for deckies); the polling route ``/deckies/lifecycle/`` is the lifecycle app's."""
 
 from django.urls import URLPattern, URLResolver, path
 from rest_framework.routers import SimpleRouter
 
 from deckies.api import views
 from decnet_site.health import HealthView
-from lifecycle.api.views import LifecyclePollView
 
 app_name = "deckies-api"
 
@@ -19,7 +18,6 @@ router.register("hosts", views.HostViewSet, basename="host")
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("deckies/deploy/", views.FleetDeployView.as_view(), name="fleet-deploy"),
-    path("deckies/lifecycle/", LifecyclePollView.as_view(), name="lifecycle-poll"),
     path("deckies/files/", views.FileView.as_view(), name="decky-files"),
     path("health/", HealthView.as_view(), name="health"),
     *router.urls,

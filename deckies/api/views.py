@@ -5,69 +5,22 @@ Domain errors are never caught here: :func:`decnet_site.exceptions.exception_han
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
 
-from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deckies import operations, selectors, services
+from deckies import live, operations, selectors, services
 from deckies.api import serializers as s
 from deckies.filtersets import DeckyFilterSet, HostFilterSet
 from deckies.models import Decky, Host
-from lifecycle.api.serializers import LifecycleAcceptedSerializer
-from lifecycle.models import DeckyLifecycle
-
-
-class Pagination(LimitOffsetPagination):
-    """``limit``/``offset`` pages (default 50); ``limit`` is capped so no query asks the database for a huge LIMIT."""
-
-    max_limit = 1000
-
-
-ERROR_DESCRIPTIONS = {
-    400: "Invalid input (body, query or config); `fields` names the offending fields.",
-    401: "Not authenticated.",
-    403: "Not authenticated (session) or the role does not allow this action.",
-    404: "Not found.",
-    409: "Conflicts with the current state.",
-    422: "Names something that cannot be used here (unknown or fleet-singleton service, wrong scope).",
-    502: "A compose command failed.",
-    503: "A dependency (Docker engine, task broker) is unavailable, or an image is missing.",
-}
-
-
-def errors(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
-    """OpenAPI responses for error ``codes`` (401 and 403 always), each with the common error body."""
-    wanted = sorted({401, 403, *codes})
-    return {
-        code: OpenApiResponse(s.ErrorSerializer, description=descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code]))
-        for code in wanted
-    }
-
-
-def actor(request: Request) -> str:
-    return str(request.user.get_username())
-
-
-def accepted(rows: Sequence[DeckyLifecycle]) -> Response:
-    """202 with ``{"lifecycle_ids": [...]}`` and a ``Location`` that polls exactly those rows."""
-    ids = [str(row.pk) for row in rows]
-    location = f"{reverse('deckies-api:lifecycle-poll')}?{urlencode({'ids': ','.join(ids)})}"
-    return Response({"lifecycle_ids": ids}, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
-
-
-ACCEPTED = OpenApiResponse(
-    LifecycleAcceptedSerializer,
-    description="Accepted: poll the rows at the `Location` header (`/api/v1/deckies/lifecycle/?ids=…`).",
-)
+from decnet_site.api import Pagination, errors
+from decnet_site.api import actor_of as actor
+from lifecycle.api.views import ACCEPTED, accepted
 
 
 @extend_schema_view(
@@ -142,7 +95,8 @@ class DeckyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     )
     @action(detail=True, methods=["post"])
     def deploy(self, request: Request, name: str) -> Response:
-        return accepted(operations.deploy_request(deckies=[self.get_object()], actor=actor(request)))
+        decky = selectors.decky_get_for_operation(name=name)
+        return accepted(operations.deploy_request(deckies=[decky], actor=actor(request)))
 
     @extend_schema(
         summary="Rotate the decky's services now",
@@ -156,7 +110,8 @@ class DeckyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     )
     @action(detail=True, methods=["post"])
     def mutate(self, request: Request, name: str) -> Response:
-        return accepted([operations.mutate_request(decky=self.get_object(), actor=actor(request))])
+        decky = selectors.decky_get_for_operation(name=name)
+        return accepted([operations.mutate_request(decky=decky, actor=actor(request))])
 
     @extend_schema(
         summary="Tear one decky down (its base container included)",
@@ -165,7 +120,8 @@ class DeckyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     )
     @action(detail=True, methods=["post"])
     def teardown(self, request: Request, name: str) -> Response:
-        return accepted([operations.teardown_request(decky=self.get_object(), actor=actor(request))])
+        decky = selectors.decky_get_for_operation(name=name)
+        return accepted([operations.teardown_request(decky=decky, actor=actor(request))])
 
     @extend_schema(
         summary="Add one service live (only that container starts)",
@@ -190,7 +146,7 @@ class DeckyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         decky = self.get_object()
         data = s.ServiceAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        slugs = operations.service_add(
+        slugs = live.service_add(
             decky=decky, slug=data.validated_data["name"], config=data.validated_data["config"], actor=actor(request)
         )
         body = {"decky_name": decky.name, "topology_id": None, "services": slugs}
@@ -215,7 +171,7 @@ class DeckyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, methods=["delete"], url_path=r"services/(?P<svc>[a-z0-9_-]{1,64})")
     def remove_service(self, request: Request, name: str, svc: str) -> Response:
         decky = self.get_object()
-        slugs = operations.service_remove(decky=decky, slug=svc, actor=actor(request))
+        slugs = live.service_remove(decky=decky, slug=svc, actor=actor(request))
         body = {"decky_name": decky.name, "topology_id": None, "services": slugs}
         return Response(s.DeckyServicesSerializer(body).data)
 
@@ -266,7 +222,7 @@ class FileView(APIView):
         data = s.FileDropSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        container = operations.file_drop(
+        container = live.file_drop(
             decky=self._decky(values),
             path=values["path"],
             content=values["content_b64"],
@@ -285,7 +241,7 @@ class FileView(APIView):
         data = s.FileDeleteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        container = operations.file_delete(decky=self._decky(values), path=values["path"], actor=actor(request))
+        container = live.file_delete(decky=self._decky(values), path=values["path"], actor=actor(request))
         return Response({"message": "ok", "container": container})
 
 

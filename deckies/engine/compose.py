@@ -1,8 +1,7 @@
-"""The compose renderer: desired state (model instances) → a compose document (dict) → YAML text.
+"""The compose renderer: desired state (plain :mod:`~deckies.engine.specs` values) → a compose document → YAML.
 
-Pure functions: nothing here talks to Docker or writes files, and the only database reads are the related rows
-of the instances passed in (callers prefetch ``services``, ``network`` and ``edges``). The same input always
-gives byte-identical YAML: mappings are emitted with sorted keys, lists in a defined order, no YAML aliases.
+Pure functions: nothing here talks to Docker, writes files or reads the database. The same input always gives
+byte-identical YAML: mappings are emitted with sorted keys, lists in a defined order, no YAML aliases.
 
 Shape of one decky (fleet or topology):
 
@@ -22,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -30,13 +29,11 @@ from deckies.catalogue import images
 from deckies.catalogue.errors import UnknownServiceError
 from deckies.catalogue.fingerprints import get_os_family
 from deckies.catalogue.services import ServiceSpec, container_environment, get_service
-from deckies.choices import NetworkDriver
 from deckies.engine import naming
 from deckies.engine.errors import RenderError
+from deckies.engine.specs import DeckyPlan, EdgePlan, LanPlan, NetworkPlan, TopologyPlan
 
-if TYPE_CHECKING:
-    from deckies.models import Decky, Network
-    from topology.models import LAN, Edge, Topology
+MACVLAN = "macvlan"
 
 BASE_COMMAND = ("sleep", "infinity")
 BASE_CAPS = ("NET_ADMIN",)
@@ -121,7 +118,7 @@ def _spec(slug: str, custom: Mapping[str, ServiceSpec], decky_name: str) -> Serv
     return spec
 
 
-def _sysctls(decky: Decky, *, forwards: bool = False) -> dict[str, str]:
+def _sysctls(decky: DeckyPlan, *, forwards: bool = False) -> dict[str, str]:
     sysctls = get_os_family(decky.nmap_os).sysctls
     if forwards:
         sysctls[IP_FORWARD_SYSCTL] = "1"
@@ -130,7 +127,7 @@ def _sysctls(decky: Decky, *, forwards: bool = False) -> dict[str, str]:
 
 def _base_service(
     project: str,
-    decky: Decky,
+    decky: DeckyPlan,
     hostname: str,
     networks: dict[str, dict[str, str]],
     *,
@@ -159,7 +156,7 @@ def _base_service(
 
 
 def _service_container(
-    project: str, decky: Decky, hostname: str, spec: ServiceSpec, config: Mapping[str, Any], *, topology_id: Any
+    project: str, decky: DeckyPlan, hostname: str, spec: ServiceSpec, config: Mapping[str, Any], *, topology_id: Any
 ) -> dict[str, Any]:
     base = naming.base_key(decky.name)
     service: dict[str, Any] = {
@@ -183,7 +180,7 @@ def _service_container(
 
 def _add_decky(
     rendered: RenderedProject,
-    decky: Decky,
+    decky: DeckyPlan,
     base: dict[str, Any],
     hostname: str,
     custom: Mapping[str, ServiceSpec],
@@ -195,7 +192,7 @@ def _add_decky(
     services[base_key] = base
     rendered.images.add(base["image"])
     keys: dict[str, str] = {}
-    for row in sorted(decky.services.all(), key=lambda r: (r.position, r.slug)):
+    for row in sorted(decky.services, key=lambda r: (r.position, r.slug)):
         spec = _spec(row.slug, custom, decky.name)
         key = naming.service_key(decky.name, row.slug)
         _claim(services, key, decky.name)
@@ -224,23 +221,25 @@ def _ipam(subnet: ipaddress.IPv4Network, gateway: str) -> dict[str, Any]:
 # --- fleet -----------------------------------------------------------------------------------------------------------
 
 
-def fleet_network(project: str, network: Network) -> dict[str, Any]:
-    """The compose network of a fleet :class:`Network`: bridge, or macvlan on its parent interface."""
+def fleet_network(project: str, network: NetworkPlan) -> dict[str, Any]:
+    """The compose network of a fleet network: bridge, or macvlan on its parent interface."""
     spec: dict[str, Any] = {
         "name": naming.network_name(project, network.name),
         "driver": str(network.driver),
         "ipam": _ipam(network.ip_network, network.gateway_address),
         "labels": {**naming.scope_labels(project, None), naming.LABEL_NETWORK: network.name},
     }
-    if network.driver == NetworkDriver.MACVLAN:
+    if network.driver == MACVLAN:
         spec["driver_opts"] = {"parent": str(network.parent_interface), "macvlan_mode": "bridge"}
     return spec
 
 
-def render_fleet(deckies: Iterable[Decky], *, custom: Mapping[str, ServiceSpec] | None = None) -> RenderedProject:
+def render_fleet(
+    deckies: Iterable[DeckyPlan], *, custom: Mapping[str, ServiceSpec] | None = None, project: str | None = None
+) -> RenderedProject:
     """The fleet project (``decnet-fleet``) for ``deckies``: one base + services per decky, one network per
-    :class:`Network` in use. Deckies are emitted by name; an empty input gives a file with no services."""
-    project = naming.fleet_project()
+    fleet network in use. Deckies are emitted by name; an empty input gives a file with no services."""
+    project = project or naming.fleet_project()
     custom = custom or {}
     rendered = RenderedProject(project=project, document={"name": project, "services": {}})
     networks: dict[str, dict[str, Any]] = {}
@@ -253,7 +252,7 @@ def render_fleet(deckies: Iterable[Decky], *, custom: Mapping[str, ServiceSpec] 
         if ipaddress.IPv4Address(decky.ip) not in network.ip_network:
             raise RenderError(f"decky {decky.name!r}: {decky.ip} is outside {network.name} ({network.subnet})")
         networks.setdefault(network.name, fleet_network(project, network))
-        mac = decky.mac_address if network.driver == NetworkDriver.MACVLAN else ""
+        mac = decky.mac_address if network.driver == MACVLAN else ""
         hostname = decky.hostname or decky.name
         base = _base_service(
             project,
@@ -273,49 +272,51 @@ def render_fleet(deckies: Iterable[Decky], *, custom: Mapping[str, ServiceSpec] 
 # --- topology --------------------------------------------------------------------------------------------------------
 
 
-def lan_gateway(lan: LAN) -> str:
+def lan_gateway(lan: LanPlan) -> str:
     """The gateway of a LAN's bridge: its first host address (so deckies never get ``.1``)."""
     return str(next(lan.network.hosts()))
 
 
-def allocate_edge_ips(lans: Sequence[LAN], deckies: Sequence[Decky], edges: Sequence[Edge]) -> dict[Any, str]:
-    """``{edge.pk: ipv4}`` for every edge: its own ``ip``, or the next free host of its LAN.
+def allocate_edge_ips(
+    lans: Sequence[LanPlan], deckies: Sequence[DeckyPlan], edges: Sequence[EdgePlan]
+) -> dict[str, str]:
+    """``{edge id: ipv4}`` for every edge: its own ``ip``, or the next free host of its LAN.
 
     Free means: not the gateway (first host), not the network or broadcast address, not any edge's explicit
     ``ip``. Edges without an address get one in decky-name order, so the result depends only on the input.
     Nothing is written back; raises :class:`RenderError` for an address outside its LAN, a duplicate or a full LAN.
     """
-    lan_by_id = {lan.pk: lan for lan in lans}
-    name_by_decky = {decky.pk: decky.name for decky in deckies}
-    result: dict[Any, str] = {}
-    taken: dict[Any, set[ipaddress.IPv4Address]] = {lan.pk: {ipaddress.IPv4Address(lan_gateway(lan))} for lan in lans}
-    pending: list[Edge] = []
+    lan_by_id = {lan.id: lan for lan in lans}
+    names = {decky.name for decky in deckies}
+    result: dict[str, str] = {}
+    taken: dict[str, set[ipaddress.IPv4Address]] = {lan.id: {ipaddress.IPv4Address(lan_gateway(lan))} for lan in lans}
+    pending: list[EdgePlan] = []
     for edge in edges:
-        lan = lan_by_id.get(edge.lan_id)
-        if lan is None or edge.decky_id not in name_by_decky:
-            raise RenderError(f"edge {edge.pk} joins a decky or LAN outside this topology")
+        lan = lan_by_id.get(edge.lan)
+        if lan is None or edge.decky not in names:
+            raise RenderError(f"edge {edge.id} joins a decky or LAN outside this topology")
         if not edge.ip:
             pending.append(edge)
             continue
         address = ipaddress.IPv4Address(edge.ip)
-        decky_name = name_by_decky[edge.decky_id]
+        decky_name = edge.decky
         if address not in lan.network or address in (lan.network.network_address, lan.network.broadcast_address):
             raise RenderError(f"decky {decky_name!r}: {address} is not a host address of LAN {lan.name} ({lan.subnet})")
-        if address in taken[lan.pk]:
+        if address in taken[lan.id]:
             raise RenderError(f"decky {decky_name!r}: {address} on LAN {lan.name} is the gateway or already used")
-        taken[lan.pk].add(address)
-        result[edge.pk] = str(address)
-    for edge in sorted(pending, key=lambda e: (name_by_decky[e.decky_id], lan_by_id[e.lan_id].name)):
-        lan = lan_by_id[edge.lan_id]
-        free = next((host for host in lan.network.hosts() if host not in taken[lan.pk]), None)
+        taken[lan.id].add(address)
+        result[edge.id] = str(address)
+    for edge in sorted(pending, key=lambda e: (e.decky, lan_by_id[e.lan].name)):
+        lan = lan_by_id[edge.lan]
+        free = next((host for host in lan.network.hosts() if host not in taken[lan.id]), None)
         if free is None:
             raise RenderError(f"LAN {lan.name} ({lan.subnet}) has no free address left")
-        taken[lan.pk].add(free)
-        result[edge.pk] = str(free)
+        taken[lan.id].add(free)
+        result[edge.id] = str(free)
     return result
 
 
-def topology_network(project: str, topology_id: Any, lan: LAN) -> dict[str, Any]:
+def topology_network(project: str, topology_id: Any, lan: LanPlan) -> dict[str, Any]:
     """One bridge per LAN, ``internal`` (no route out) unless it is the DMZ."""
     return {
         "name": naming.network_name(project, lan.name),
@@ -327,37 +328,33 @@ def topology_network(project: str, topology_id: Any, lan: LAN) -> dict[str, Any]
 
 
 def render_topology(
-    topology: Topology,
-    lans: Sequence[LAN],
-    deckies: Sequence[Decky],
-    edges: Sequence[Edge],
-    *,
-    custom: Mapping[str, ServiceSpec] | None = None,
+    topology: TopologyPlan, *, custom: Mapping[str, ServiceSpec] | None = None, project: str | None = None
 ) -> RenderedProject:
     """The topology project (``decnet-t-<id8>``): one bridge per LAN, each decky attached to every LAN it has an
     edge on. Topology deckies get their OS-family sysctls like fleet deckies, plus ``ip_forward`` when one of
     their edges forwards L3. Raises :class:`RenderError` for a decky with no LAN."""
-    project = naming.topology_project(topology.pk)
+    project = project or naming.topology_project(topology.id)
     custom = custom or {}
     rendered = RenderedProject(project=project, document={"name": project, "services": {}})
+    lans, deckies, edges = topology.lans, topology.deckies, topology.edges
     ips = allocate_edge_ips(lans, deckies, edges)
-    lan_by_id = {lan.pk: lan for lan in lans}
-    edges_by_decky: dict[Any, list[Edge]] = {}
+    lan_by_id = {lan.id: lan for lan in lans}
+    edges_by_decky: dict[str, list[EdgePlan]] = {}
     for edge in edges:
-        edges_by_decky.setdefault(edge.decky_id, []).append(edge)
+        edges_by_decky.setdefault(edge.decky, []).append(edge)
     for decky in sorted(deckies, key=lambda d: d.name):
-        own = edges_by_decky.get(decky.pk, [])
+        own = edges_by_decky.get(decky.name, [])
         if not own:
             raise RenderError(f"decky {decky.name!r} is on no LAN of topology {topology.name!r}")
-        networks = {lan_by_id[e.lan_id].name: {"ipv4_address": ips[e.pk]} for e in own}
+        networks = {lan_by_id[e.lan].name: {"ipv4_address": ips[e.id]} for e in own}
         hostname = decky.hostname or decky.name
         base = _base_service(
-            project, decky, hostname, networks, topology_id=topology.pk, forwards=any(e.forwards_l3 for e in own)
+            project, decky, hostname, networks, topology_id=topology.id, forwards=any(e.forwards_l3 for e in own)
         )
-        _add_decky(rendered, decky, base, hostname, custom, topology.pk)
+        _add_decky(rendered, decky, base, hostname, custom, topology.id)
         rendered.addresses[decky.name] = {name: spec["ipv4_address"] for name, spec in sorted(networks.items())}
-    used = {lan_by_id[e.lan_id].name for e in edges}
+    used = {lan_by_id[e.lan].name for e in edges}
     rendered.document["networks"] = {
-        lan.name: topology_network(project, topology.pk, lan) for lan in lans if lan.name in used
+        lan.name: topology_network(project, topology.id, lan) for lan in lans if lan.name in used
     }
     return rendered

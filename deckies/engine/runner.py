@@ -16,6 +16,8 @@ that is not on the host → :class:`ImageMissingError`, anything else non-zero o
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.util
 import logging
 import os
@@ -50,6 +52,16 @@ _IMAGE_MISSING = re.compile(
 )
 # Environment a caller's shell may carry that would point compose at another project, file or engine context.
 _SCRUBBED_ENV = ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "DOCKER_CONTEXT", "COMPOSE_ENV_FILES")
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the worker that started compose is killed (SIGKILL, a crash),
+    # compose goes with it instead of carrying on as an orphan that races the next operation on the same project.
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,7 @@ def run_compose(
             env=compose_env(docker_url),
             cwd=str(cwd) if cwd else (str(Path(file).parent) if file else None),
             start_new_session=True,  # its own process group, so a timeout kills every child too
+            preexec_fn=_die_with_parent,
             text=True,
         )
     except OSError as exc:

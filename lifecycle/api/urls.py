@@ -1,10 +1,10 @@
-"""Routes: ``/lifecycle/`` (list, detail) and ``/events/`` (list, detail). The polling endpoint
-``/deckies/lifecycle/`` is routed with the deckies so it wins over ``/deckies/{name}/``."""
+"""Routes: ``/lifecycle/`` (list, detail), ``/events/`` (list, detail) and the polling endpoint
+``/deckies/lifecycle/`` (included before the deckies' routes, so it wins over ``/deckies/{name}/``)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 from rest_framework.routers import SimpleRouter
 
-from lifecycle.api.views import EventViewSet, LifecycleViewSet
+from lifecycle.api.views import EventViewSet, LifecyclePollView, LifecycleViewSet
 
 app_name = "lifecycle-api"
 
@@ -12,4 +12,7 @@ router = SimpleRouter()
 router.register("lifecycle", LifecycleViewSet, basename="lifecycle")
 router.register("events", EventViewSet, basename="event")
 
-urlpatterns: list[URLPattern | URLResolver] = [*router.urls]
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("deckies/lifecycle/", LifecyclePollView.as_view(), name="lifecycle-poll"),
+    *router.urls,
+]

@@ -2,24 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deckies.api.views import Pagination, errors
+from decnet_site.api import Pagination, errors
 from lifecycle import selectors
-from lifecycle.api.serializers import DeckyLifecycleSerializer, EventSerializer, LifecycleRowsSerializer
+from lifecycle.api.serializers import (
+    DeckyLifecycleSerializer,
+    EventSerializer,
+    LifecycleAcceptedSerializer,
+    LifecycleRowsSerializer,
+)
 from lifecycle.models import DeckyLifecycle, Event
 from lifecycle.selectors import EventFilterSet, LifecycleFilterSet
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return errors(*codes)
+
+
+def poll_location(rows: Sequence[DeckyLifecycle]) -> str:
+    """The polling URL of exactly these rows."""
+    ids = ",".join(str(row.pk) for row in rows)
+    return f"{reverse('lifecycle-api:lifecycle-poll')}?{urlencode({'ids': ids})}"
+
+
+def accepted(rows: Sequence[DeckyLifecycle], body: dict[str, Any] | None = None) -> Response:
+    """202 with ``{"lifecycle_ids": [...]}`` (added to ``body`` when given) and a ``Location`` polling those rows."""
+    data = {**(body or {}), "lifecycle_ids": [str(row.pk) for row in rows]}
+    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": poll_location(rows)})
+
+
+ACCEPTED = OpenApiResponse(
+    LifecycleAcceptedSerializer,
+    description="Accepted: poll the rows at the `Location` header (`/api/v1/deckies/lifecycle/?ids=…`).",
+)
 
 
 class LifecyclePollView(APIView):

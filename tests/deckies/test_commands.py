@@ -31,8 +31,8 @@ from deckies.engine import naming, runtime
 from deckies.engine.errors import EngineError
 from deckies.fleet_import import fleet_import
 from deckies.management.commands import quickstart
-from deckies.management.tables import render_table, split_names
 from deckies.models import Decky
+from lifecycle.management.tables import render_table, split_names
 from lifecycle.models import DeckyLifecycle
 from topology.models import Topology
 

@@ -56,7 +56,7 @@ class TopologySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Topology
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "name",
             "description",
@@ -284,3 +284,12 @@ class VersionConflictSerializer(serializers.Serializer):
     code = serializers.CharField()
     current = serializers.IntegerField()
     expected = serializers.IntegerField()
+
+
+class TopologyAcceptedSerializer(TopologySerializer):
+    """Body of a topology deploy or teardown 202: the topology, plus the lifecycle rows to poll (one per decky)."""
+
+    lifecycle_ids = serializers.ListField(child=serializers.UUIDField())
+
+    class Meta(TopologySerializer.Meta):
+        fields = (*TopologySerializer.Meta.fields, "lifecycle_ids")

@@ -24,12 +24,12 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from deckies import operations as decky_operations
-from deckies import services as decky_services
 from deckies.api.serializers import DeckyServicesSerializer, ServiceAddSerializer
-from deckies.api.views import Pagination, actor, errors
 from deckies.models import Decky
+from decnet_site.api import Pagination, errors
+from decnet_site.api import actor_of as actor
 from decnet_site.exceptions import InvalidInputError
+from lifecycle.api.views import accepted
 from topology import operations, selectors, services
 from topology.api import serializers as s
 from topology.filtersets import TopologyFilterSet
@@ -156,10 +156,8 @@ class TopologyViewSet(viewsets.GenericViewSet):
         values = _validated(s.TopologyWriteSerializer, request, partial=partial)
         version = expected_version(request, values)
         values.pop("expected_version", None)
-        services.topology_versioned_edit(
-            topology_id=selectors.topology_get(topology_id=pk).pk,
-            expected_version=version,
-            write=lambda v: services.topology_update(topology_id=pk, expected_version=v, **values),
+        services.topology_update(
+            topology_id=selectors.topology_get(topology_id=pk).pk, expected_version=version, **values
         )
         return self._summary(pk)
 
@@ -202,15 +200,22 @@ class TopologyViewSet(viewsets.GenericViewSet):
         }
         return with_etag(Response(s.ValidationReportSerializer(body).data), topology.version)
 
+    def _accepted(self, topology_id: uuid.UUID, rows: Sequence[Any]) -> Response:
+        topology = selectors.topology_get(topology_id=topology_id)
+        return with_etag(accepted(rows, dict(s.TopologySerializer(topology).data)), topology.version)
+
     @extend_schema(
-        summary="Deploy a pending topology (validated first; poll `status` at the `Location`)",
+        summary="Deploy a pending topology (validated first; poll the lifecycle rows at the `Location`)",
         description="Validation runs before anything is queued: errors answer 400 `validation_failed` with every "
-        "issue, and the status does not move. Otherwise the topology moves to `deploying` and the work is queued; "
-        "it ends `active`, `degraded` or `failed` (with the reason in the status history).",
+        "issue, and the status does not move. Otherwise the topology moves to `deploying` and one lifecycle row per "
+        "decky is queued (their ids in `lifecycle_ids`, polled at `Location`); it ends `active`, `degraded` or "
+        "`failed` (with the reason in the status history).",
         request=s.VersionOnlySerializer,
         parameters=[IF_MATCH],
         responses={
-            202: OpenApiResponse(s.TopologySerializer, description="Accepted: poll the topology at `Location`."),
+            202: OpenApiResponse(
+                s.TopologyAcceptedSerializer, description="Accepted: poll the lifecycle rows at `Location`."
+            ),
             400: OpenApiResponse(s.ValidationFailedSerializer, description="Validation found errors."),
             409: OpenApiResponse(
                 s.VersionConflictSerializer,
@@ -223,14 +228,16 @@ class TopologyViewSet(viewsets.GenericViewSet):
     def deploy(self, request: Request, pk: str) -> Response:
         topology = selectors.topology_get(topology_id=pk)
         version = expected_version(request, _validated(s.VersionOnlySerializer, request))
-        operations.topology_deploy_request(topology=topology, actor=actor(request), expected_version=version)
-        return self._summary(topology.pk, status.HTTP_202_ACCEPTED, Location=topology_location(topology.pk))
+        _, rows = operations.topology_deploy_request(topology=topology, actor=actor(request), expected_version=version)
+        return self._accepted(topology.pk, rows)
 
     @extend_schema(
-        summary="Tear a topology down (from active, degraded, failed or deploying; poll `status`)",
+        summary="Tear a topology down (from active, degraded, failed or deploying; poll the lifecycle rows)",
         request=None,
         responses={
-            202: OpenApiResponse(s.TopologySerializer, description="Accepted: poll the topology at `Location`."),
+            202: OpenApiResponse(
+                s.TopologyAcceptedSerializer, description="Accepted: poll the lifecycle rows at `Location`."
+            ),
             409: OpenApiResponse(description="Not in a status teardown starts from (`legal_next` lists them)."),
             **errors(404, 503),
         },
@@ -238,8 +245,8 @@ class TopologyViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def teardown(self, request: Request, pk: str) -> Response:
         topology = selectors.topology_get(topology_id=pk)
-        operations.topology_teardown_request(topology=topology, actor=actor(request))
-        return self._summary(topology.pk, status.HTTP_202_ACCEPTED, Location=topology_location(topology.pk))
+        _, rows = operations.topology_teardown_request(topology=topology, actor=actor(request))
+        return self._accepted(topology.pk, rows)
 
     @extend_schema(
         summary="The topology's status moves, newest first",
@@ -288,11 +295,11 @@ class _ChildViewSet(viewsets.GenericViewSet):
         return with_etag(Response(data, status=code), int(data["topology_version"]))
 
     def _edit(self, request: Request, values: Mapping[str, Any], write: Any) -> tuple[Any, int]:
-        """Run ``write(version)`` as a versioned edit of this topology; returns (its result, the new version)."""
-        topology = selectors.topology_get(topology_id=self.topology_pk)
-        return services.topology_versioned_edit(
-            topology_id=topology.pk, expected_version=expected_version(request, values), write=write
-        )
+        """Run ``write(expected_version)`` (a versioned-edit service, returning ``Edited``) for this topology;
+        returns (what it wrote, the new version)."""
+        selectors.topology_get(topology_id=self.topology_pk)  # 404 for an unknown topology before anything else
+        edited = write(expected_version(request, values))
+        return edited.value, edited.version
 
     def _gone(self, version: int) -> Response:
         return with_etag(Response(status=status.HTTP_204_NO_CONTENT), version)
@@ -428,7 +435,9 @@ class TopologyDeckyViewSet(_ChildViewSet):
         fields = {key: value for key, value in values.items() if key != "expected_version"}
         topology = selectors.topology_get(topology_id=self.topology_pk)
         decky, version = self._edit(
-            request, values, lambda v: decky_services.decky_create(topology=topology, expected_version=v, **fields)
+            request,
+            values,
+            lambda v: services.topology_decky_create(topology_id=topology.pk, expected_version=v, **fields),
         )
         return self._fresh(decky.name, version, status.HTTP_201_CREATED)
 
@@ -447,7 +456,7 @@ class TopologyDeckyViewSet(_ChildViewSet):
         _, version = self._edit(
             request,
             values,
-            lambda v: decky_services.decky_update(
+            lambda v: services.topology_decky_update(
                 decky=decky, services=services_given, service_config=config_given, expected_version=v, **fields
             ),
         )
@@ -471,17 +480,19 @@ class TopologyDeckyViewSet(_ChildViewSet):
     def destroy(self, request: Request, topology_pk: str, name: str) -> Response:
         decky = self.get_object()
         values = _validated(s.VersionOnlySerializer, request)
-        _, version = self._edit(request, values, lambda v: decky_services.decky_delete(decky=decky, expected_version=v))
+        _, version = self._edit(
+            request, values, lambda v: services.topology_decky_delete(decky=decky, expected_version=v)
+        )
         return self._gone(version)
 
-    def _services_response(self, decky: Decky, slugs: Sequence[str], code: int) -> Response:
+    def _services_response(self, decky: Decky, slugs: Sequence[str], version: int, code: int) -> Response:
         body = {"decky_name": decky.name, "topology_id": decky.topology_id, "services": slugs}
-        topology = selectors.topology_get(topology_id=self.topology_pk)
-        return with_etag(Response(DeckyServicesSerializer(body).data, status=code), topology.version)
+        return with_etag(Response(DeckyServicesSerializer(body).data, status=code), version)
 
     @extend_schema(
         summary="Add one service to a topology decky (live when the topology is active or degraded)",
         request=ServiceAddSerializer,
+        parameters=[IF_MATCH],
         responses={
             201: DeckyServicesSerializer,
             **errors(
@@ -501,14 +512,19 @@ class TopologyDeckyViewSet(_ChildViewSet):
     def add_service(self, request: Request, topology_pk: str, name: str) -> Response:
         decky = self.get_object()
         values = _validated(ServiceAddSerializer, request)
-        slugs = decky_operations.service_add(
-            decky=decky, slug=values["name"], config=values["config"], actor=actor(request)
+        edited = services.topology_decky_service_add(
+            decky=decky,
+            slug=values["name"],
+            config=values["config"],
+            expected_version=expected_version(request),
+            actor=actor(request),
         )
-        return self._services_response(decky, slugs, status.HTTP_201_CREATED)
+        return self._services_response(decky, edited.value, edited.version, status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Remove one service from a topology decky (live when the topology is active or degraded)",
         request=None,
+        parameters=[IF_MATCH],
         responses={
             200: DeckyServicesSerializer,
             **errors(
@@ -525,8 +541,10 @@ class TopologyDeckyViewSet(_ChildViewSet):
     @action(detail=True, methods=["delete"], url_path=r"services/(?P<svc>[a-z0-9_-]{1,64})")
     def remove_service(self, request: Request, topology_pk: str, name: str, svc: str) -> Response:
         decky = self.get_object()
-        slugs = decky_operations.service_remove(decky=decky, slug=svc, actor=actor(request))
-        return self._services_response(decky, slugs, status.HTTP_200_OK)
+        edited = services.topology_decky_service_remove(
+            decky=decky, slug=svc, expected_version=expected_version(request), actor=actor(request)
+        )
+        return self._services_response(decky, edited.value, edited.version, status.HTTP_200_OK)
 
 
 @extend_schema_view(

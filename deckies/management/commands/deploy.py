@@ -1,16 +1,16 @@
-"""``manage.py deploy``: deploy fleet deckies (all, or ``--names``) or a whole topology (``--topology``)."""
+"""``manage.py deploy``: deploy fleet deckies (all, or ``--names``); the topology app extends it with ``--topology``."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from deckies.management.cli import actor, domain_errors, lifecycle_progress, report_rows
-from deckies.management.tables import split_names
 from deckies.operations import deploy_request
 from deckies.selectors import fleet_deckies_named
+from lifecycle.management.cli import actor, domain_errors, lifecycle_progress, report_rows
+from lifecycle.management.tables import split_names
 
 
 class Command(BaseCommand):
@@ -22,18 +22,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--names", help="comma-separated fleet decky names (default: the whole fleet)")
-        parser.add_argument("--topology", metavar="ID|NAME", help="deploy this topology instead of fleet deckies")
         parser.add_argument("--sync", action="store_true", help="run in the foreground with progress")
+        self.add_scope_arguments(parser)
+
+    def add_scope_arguments(self, parser: CommandParser) -> None:
+        """Hook for apps that deploy other scopes (the topology app adds ``--topology``)."""
+
+    def handle_scope(self, names: list[str] | None, options: dict[str, Any]) -> bool:
+        """Hook: deploy another scope instead and return True, or return False for the fleet."""
+        return False
 
     def handle(self, *args: Any, **options: Any) -> None:
         names = split_names(options["names"])
         sync = bool(options["sync"])
-        if options["topology"]:
-            if names is not None:
-                raise CommandError("give either --names or --topology, not both")
-            from deckies.management.topology_ops import deploy_topology
-
-            deploy_topology(self, options["topology"], sync=sync)
+        if self.handle_scope(names, options):
             return
         with domain_errors():
             deckies = fleet_deckies_named(names)

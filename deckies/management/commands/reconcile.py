@@ -6,10 +6,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from deckies.management.cli import domain_errors
-from deckies.management.tables import render_table, to_json
 from deckies.models import Host
 from deckies.reconcile import DeckyReport, ReconcileReport, reconcile
+from lifecycle.management.cli import domain_errors
+from lifecycle.management.tables import render_table, to_json
 
 EXIT_ENGINE_UNREACHABLE = 3
 

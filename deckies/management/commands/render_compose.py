@@ -1,4 +1,5 @@
-"""``manage.py render_compose``: print the compose file the engine would use; no Docker is involved."""
+"""``manage.py render_compose``: print the compose file the engine would use; no Docker is involved. The topology
+app extends it with ``--topology``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from deckies.engine import runtime
-from deckies.management.cli import domain_errors
-from deckies.management.topology_ops import render_topology, resolve_topology
 from deckies.models import Decky, Host
+from deckies.scopes import render_fleet
+from lifecycle.management.cli import domain_errors
 
 
 class Command(BaseCommand):
@@ -20,30 +20,22 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--topology", metavar="ID|NAME", help="render this topology instead of the fleet")
         parser.add_argument("--host", metavar="NAME", help="the fleet of this Docker host (default: local engine)")
         parser.add_argument("--output", metavar="FILE", help="write here (mode 0600) instead of stdout")
+        self.add_scope_arguments(parser)
+
+    def add_scope_arguments(self, parser: CommandParser) -> None:
+        """Hook for apps that render other scopes (the topology app adds ``--topology``)."""
+
+    def render_scope(self, options: dict[str, Any]) -> str | None:
+        """Hook: the YAML of another scope, or None to render the fleet."""
+        return None
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["topology"] and options["host"]:
-            raise CommandError("--host applies to the fleet; a topology runs where its deckies are placed")
         with domain_errors():
-            if options["topology"]:
-                topology = resolve_topology(options["topology"])
-                yaml_text = render_topology(topology)
-            else:
-                host = None
-                if options["host"]:
-                    host = Host.objects.filter(name=options["host"]).first()
-                    if host is None:
-                        raise CommandError(f"no Docker host named {options['host']!r}")
-                deckies = Decky.objects.filter(topology__isnull=True)
-                deckies = deckies.filter(host=host) if host is not None else deckies.filter(host__isnull=True)
-                included = list(deckies.select_related("network", "host").prefetch_related("services"))
-                if not included:
-                    where = f"host {host.name}" if host is not None else "the local engine"
-                    raise CommandError(f"no fleet decky is placed on {where}; nothing to render")
-                yaml_text = runtime.render_fleet(host, include=included)
+            yaml_text = self.render_scope(options)
+            if yaml_text is None:
+                yaml_text = self._fleet(options["host"])
         if options["output"]:
             fd = os.open(options["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -51,3 +43,17 @@ class Command(BaseCommand):
             self.stdout.write(f"Wrote {options['output']} ({len(yaml_text)} bytes).")
             return
         self.stdout.write(yaml_text, ending="" if yaml_text.endswith("\n") else "\n")
+
+    def _fleet(self, host_name: str | None) -> str:
+        host = None
+        if host_name:
+            host = Host.objects.filter(name=host_name).first()
+            if host is None:
+                raise CommandError(f"no Docker host named {host_name!r}")
+        deckies = Decky.objects.filter(topology__isnull=True)
+        deckies = deckies.filter(host=host) if host is not None else deckies.filter(host__isnull=True)
+        included = list(deckies.select_related("network", "host").prefetch_related("services"))
+        if not included:
+            where = f"host {host.name}" if host is not None else "the local engine"
+            raise CommandError(f"no fleet decky is placed on {where}; nothing to render")
+        return render_fleet(host, include=included).yaml

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from deckies.catalogue.services import all_services
-from deckies.management.tables import render_table, to_json
 from deckies.services import custom_service_specs
+from lifecycle.management.tables import render_table, to_json
 
 
 class Command(BaseCommand):

@@ -1,18 +1,16 @@
-"""``manage.py status``: the fleet deckies and the topologies, with state and last operation."""
+"""``manage.py status``: the fleet deckies with state and last operation (the topology app adds its topologies)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db.models import Count
 
-from deckies.management.tables import render_table, to_json
 from deckies.models import Decky
 from deckies.selectors import decky_list
+from lifecycle.management.tables import render_table, to_json
 from lifecycle.models import DeckyLifecycle
-from lifecycle.services import lifecycle_get_by_ids
-from topology.models import Topology
+from lifecycle.selectors import lifecycle_poll
 
 
 def _lifecycle(row: DeckyLifecycle | None) -> dict[str, Any] | None:
@@ -44,18 +42,6 @@ def _decky(decky: Decky, latest: DeckyLifecycle | None) -> dict[str, Any]:
     }
 
 
-def _topology(topology: Topology) -> dict[str, Any]:
-    return {
-        "id": str(topology.pk),
-        "name": topology.name,
-        "status": topology.status,
-        "version": topology.version,
-        "lans": getattr(topology, "lan_count", None),
-        "deckies": getattr(topology, "decky_count", None),
-        "status_changed_at": topology.status_changed_at.isoformat(),
-    }
-
-
 def _last(row: DeckyLifecycle | None) -> str | None:
     if row is None:
         return None
@@ -75,18 +61,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         deckies = list(decky_list())
         latest_ids = {d.pk: getattr(d, "latest_lifecycle_id", None) for d in deckies}
-        rows = {row.pk: row for row in lifecycle_get_by_ids([i for i in latest_ids.values() if i])}
+        rows = {row.pk: row for row in lifecycle_poll(ids=[i for i in latest_ids.values() if i])}
         latest = {pk: rows.get(lifecycle_id) if lifecycle_id else None for pk, lifecycle_id in latest_ids.items()}
-        topologies = list(
-            Topology.objects.annotate(
-                lan_count=Count("lans", distinct=True), decky_count=Count("deckies", distinct=True)
-            ).order_by("name")
-        )
+        sections = self.extra_sections()
         if options["json"]:
-            document = {
-                "fleet": [_decky(d, latest[d.pk]) for d in deckies],
-                "topologies": [_topology(t) for t in topologies],
-            }
+            document: dict[str, Any] = {"fleet": [_decky(d, latest[d.pk]) for d in deckies]}
+            document.update({key: value for key, _title, _table, value in sections})
             self.stdout.write(to_json(document))
             return
         self.stdout.write(self.style.MIGRATE_HEADING(f"Fleet deckies ({len(deckies)})"))
@@ -108,25 +88,14 @@ class Command(BaseCommand):
                 empty="(no fleet decky; import some with `manage.py import_fleet fleet.ini`)",
             )
         )
-        self.stdout.write("")
-        self.stdout.write(self.style.MIGRATE_HEADING(f"Topologies ({len(topologies)})"))
-        self.stdout.write(
-            render_table(
-                ["NAME", "ID", "STATUS", "LANS", "DECKIES", "VERSION"],
-                [
-                    [
-                        t.name,
-                        t.short_id,
-                        t.status,
-                        getattr(t, "lan_count", None),
-                        getattr(t, "decky_count", None),
-                        t.version,
-                    ]
-                    for t in topologies
-                ],
-                empty="(no topology)",
-            )
-        )
+        for _key, title, table, _value in sections:
+            self.stdout.write("")
+            self.stdout.write(self.style.MIGRATE_HEADING(title))
+            self.stdout.write(table)
+
+    def extra_sections(self) -> list[tuple[str, str, str, Any]]:
+        """Hook for other apps: ``(json key, heading, table text, json value)`` per extra section."""
+        return []
 
     def _state(self, state: str) -> str:
         if state == "running":

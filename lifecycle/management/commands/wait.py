@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from deckies.management.cli import lifecycle_table, status_text
 from lifecycle.choices import TERMINAL_STATUSES
-from lifecycle.services import lifecycle_get_by_ids
+from lifecycle.management.cli import lifecycle_table, status_text
+from lifecycle.selectors import lifecycle_poll
 
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 2
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         wanted = list(dict.fromkeys(wanted))
         if options["timeout"] < 0 or options["interval"] <= 0:
             raise CommandError("--timeout must be >= 0 and --interval > 0")
-        rows = lifecycle_get_by_ids(wanted)
+        rows = lifecycle_poll(ids=wanted)
         unknown = sorted(set(wanted) - {str(row.pk) for row in rows})
         if unknown:
             raise CommandError(f"unknown lifecycle id(s): {', '.join(unknown)}")
@@ -59,7 +59,7 @@ class Command(BaseCommand):
                     returncode=EXIT_TIMEOUT,
                 )
             time.sleep(options["interval"])
-            rows = lifecycle_get_by_ids(wanted)
+            rows = lifecycle_poll(ids=wanted)
         self.stdout.write(lifecycle_table(rows, self.style))
         failed = [row for row in rows if row.status != "succeeded"]
         if failed:

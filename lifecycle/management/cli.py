@@ -14,9 +14,8 @@ from typing import Any
 from django.core.management.base import CommandError, OutputWrapper
 from django.core.management.color import Style
 
-from deckies.catalogue.errors import CatalogueError
-from deckies.management.tables import render_table
 from decnet_site.exceptions import DomainError
+from lifecycle.management.tables import render_table
 from lifecycle.models import DeckyLifecycle
 from lifecycle.signals import lifecycle_changed
 
@@ -31,10 +30,10 @@ def actor() -> str:
 
 @contextlib.contextmanager
 def domain_errors() -> Iterator[None]:
-    """Turn the services' domain and catalogue errors into :class:`CommandError` (exit code 1, message kept)."""
+    """Turn the services' domain errors into :class:`CommandError` (exit code 1, message kept)."""
     try:
         yield
-    except (DomainError, CatalogueError) as exc:
+    except DomainError as exc:
         raise CommandError(str(exc)) from exc
 
 
@@ -54,8 +53,8 @@ def lifecycle_progress(stdout: OutputWrapper, style: Style) -> Iterator[None]:
 
     def receiver(sender: Any, row: DeckyLifecycle, **kwargs: Any) -> None:
         line = f"[{time.monotonic() - started:6.1f}s] {row.operation} {row.decky_name}: {status_text(row, style)}"
-        if row.error:
-            line += f" ({row.error})"
+        if row.error or row.message:
+            line += f" ({row.error or row.message})"
         stdout.write(line)
         stdout.flush()
 
@@ -67,10 +66,13 @@ def lifecycle_progress(stdout: OutputWrapper, style: Style) -> Iterator[None]:
 
 
 def lifecycle_table(rows: Sequence[DeckyLifecycle], style: Style) -> str:
-    """Lifecycle rows as a table: decky, operation, status, id, error."""
+    """Lifecycle rows as a table: decky, operation, status, id, and what happened (the error when it failed)."""
     return render_table(
-        ["DECKY", "OPERATION", "STATUS", "LIFECYCLE ID", "ERROR"],
-        [[row.decky_name, row.operation, status_text(row, style), str(row.pk), row.error] for row in rows],
+        ["DECKY", "OPERATION", "STATUS", "LIFECYCLE ID", "OUTCOME"],
+        [
+            [row.decky_name, row.operation, status_text(row, style), str(row.pk), row.error or row.message]
+            for row in rows
+        ],
     )
 
 
