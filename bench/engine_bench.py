@@ -104,6 +104,7 @@ def _mark(deckies: list[Any], state: str) -> None:
 
 
 def bench(sizes: list[int], runs: int, services: list[str]) -> list[dict[str, Any]]:
+    from deckies import scopes
     from deckies.engine import docker_api, naming, runtime
 
     missing = docker_api.missing_images(None, ["decnet/base:1", "decnet/opencanary:1"])
@@ -113,17 +114,33 @@ def bench(sizes: list[int], runs: int, services: list[str]) -> list[dict[str, An
     for size in sizes:
         tag = secrets.token_hex(2)
         deckies = _make_deckies(size, services, tag)
-        path = runtime.write_fleet_compose(include=deckies)
+        scope = scopes.fleet_scope(None)
+        names = [d.name for d in deckies]
+
+        def write_file() -> str:
+            return runtime.write_file(scope, scopes.render_fleet(None, include=deckies))
+
+        path = write_file()
         raw_up, raw_down, eng_up, eng_down = [], [], [], []
         try:
             for _ in range(runs):
                 raw_up.append(_timed(_raw, ["up", "-d", "--pull", "never"], path))
                 raw_down.append(_timed(_raw, ["down", "--volumes"], path))
                 _mark(deckies, "pending")
-                eng_up.append(_timed(runtime.deploy_deckies, deckies))
+                eng_up.append(
+                    _timed(runtime.deploy_deckies, scope, lambda: scopes.render_fleet(None, include=deckies), names)
+                )
                 _mark(deckies, "tearing_down")  # as the operations layer records it before a teardown
-                eng_down.append(_timed(runtime.teardown_deckies, deckies))
-                path = runtime.write_fleet_compose(include=deckies)  # the raw runs need the file back
+                eng_down.append(
+                    _timed(
+                        runtime.teardown_deckies,
+                        scope,
+                        lambda: scopes.render_fleet(None, exclude=names),
+                        lambda: scopes.render_fleet(None, include=deckies),
+                        names,
+                    )
+                )
+                path = write_file()  # the raw runs need the file back
         finally:
             labels = {naming.LABEL_PROJECT: naming.fleet_project()}
             ours = [

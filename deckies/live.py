@@ -94,7 +94,9 @@ def complete(row: DeckyLifecycle) -> list[str]:
     if outcome is not None and not outcome.ok and outcome.error is not None:
         raise outcome.error
     return list(
-        DeckyService.objects.filter(decky_id=row.decky_id or 0).order_by("position", "slug").values_list("slug", flat=True)
+        DeckyService.objects.filter(decky_id=row.decky_id or 0)
+        .order_by("position", "slug")
+        .values_list("slug", flat=True)
     )
 
 
@@ -128,7 +130,7 @@ def service_remove(*, decky: Decky, slug: str, actor: str | None = None) -> list
 # --- files ------------------------------------------------------------------------------------------------------------
 
 
-def _file_target(decky: Decky) -> tuple[runtime.Scope, str]:
+def file_target(decky: Decky) -> tuple[runtime.Scope, str]:
     """Where file drops go: the decky's ``ssh`` service container when it has one (an attacker's shell lands
     there), else its base container."""
     scope = provider_for(decky).scope(decky)
@@ -162,7 +164,7 @@ def file_drop(
     """
     (fresh,) = load_deckies([decky.pk])
     mtime = timezone.now() + timedelta(seconds=mtime_offset) if mtime_offset else None
-    scope, container = _file_target(fresh)
+    scope, container = file_target(fresh)
     runtime.drop_file(scope, container, path, content, mode, mtime)
     _file_event(fresh, "dropped", path, container, actor, bytes=len(content), mode=oct(mode))
     return container
@@ -174,7 +176,7 @@ def file_delete(*, decky: Decky, path: str, actor: str | None = None) -> str:
     Raises ``InvalidPathError`` (400) and ``ContainerRefusedError`` (409). Audited as ``…file.deleted``.
     """
     (fresh,) = load_deckies([decky.pk])
-    scope, container = _file_target(fresh)
+    scope, container = file_target(fresh)
     runtime.delete_file(scope, container, path)
     _file_event(fresh, "deleted", path, container, actor)
     return container
@@ -185,6 +187,7 @@ __all__ = [
     "complete",
     "file_delete",
     "file_drop",
+    "file_target",
     "prepare_service_add",
     "prepare_service_remove",
     "service_add",

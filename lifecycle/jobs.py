@@ -187,7 +187,7 @@ def run_job(job: uuid.UUID | str) -> dict[uuid.UUID, Outcome]:
         outcomes = dict(handler_for(rows[0]).run(rows))
     except Exception as exc:
         logger.exception("%s of %d row(s) failed", rows[0].operation, len(rows))
-        outcomes = {pk: Outcome.failure(exc) for pk in ids}
+        outcomes = {pk: Outcome.failure(exc, services.truncate_error(exc)) for pk in ids}
     except BaseException as exc:
         interrupted = exc
         stopped = WorkerLostError(

@@ -11,6 +11,7 @@ visible to other editors (and in the ``ETag``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ipaddress
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,6 +45,10 @@ LAN_SUBNET_POOL = ipaddress.IPv4Network("10.0.0.0/16")
 SERVICE_CHANGE_STATUSES: frozenset[str] = EDITABLE_STATUSES | LIVE_STATUSES
 
 
+#: Topologies whose versioned edit is open in this context (see :func:`topology_edit`).
+_editing: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("topology_editing", default=frozenset())
+
+
 @dataclass(frozen=True)
 class Edited[T]:
     """What a versioned edit wrote, and the topology's version after it (the new ``ETag``)."""
@@ -64,7 +69,11 @@ def topology_edit(
     version; yields the locked topology carrying its new version. Opens a transaction (or joins the caller's).
 
     Raises :class:`TopologyNotFoundError`, :class:`TopologyNotEditableError` (409) and :class:`VersionConflict`.
+
+    Edits nest: inside an edit of the same topology (the admin saving a topology with its inlines), an inner edit
+    checks the status but neither the version nor bumps it again, so one save is one version.
     """
+    key = str(topology_id)
     with transaction.atomic():
         topology = Topology.objects.select_for_update().filter(pk=topology_id).first()
         if topology is None:
@@ -75,11 +84,19 @@ def topology_edit(
                 f"topology is {topology.status}; its {what} can change only while it is {allowed}",
                 status=topology.status,
             )
+        outer = _editing.get()
+        if key in outer:
+            yield topology
+            return
         if expected_version is not None and topology.version != expected_version:
             raise VersionConflict(current=topology.version, expected=expected_version)
         Topology.objects.filter(pk=topology.pk).update(version=F("version") + 1, updated_at=timezone.now())
         topology.version += 1
-        yield topology
+        token = _editing.set(outer | {key})
+        try:
+            yield topology
+        finally:
+            _editing.reset(token)
 
 
 # --- topologies -------------------------------------------------------------------------------------------------------

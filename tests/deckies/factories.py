@@ -57,3 +57,26 @@ class LifecycleFactory(factory.django.DjangoModelFactory[DeckyLifecycle]):
     decky_name = factory.Sequence(lambda n: f"decky-{n:03d}")
     operation = "deploy"
     status = "pending"
+
+
+def set_state(decky: Decky, state: str) -> Decky:
+    """Bring ``decky`` to ``state`` through legal moves of the state machine (the shortest path), as operations do."""
+    from collections import deque
+
+    from deckies.states import LEGAL_DECKY_MOVES, decky_state_set
+
+    current = Decky.objects.get(pk=decky.pk).state
+    paths: deque[list[str]] = deque([[current]])
+    seen = {current}
+    while paths:
+        path = paths.popleft()
+        if path[-1] == state:
+            for step in path[1:]:
+                decky_state_set(decky, step)
+            decky.refresh_from_db()
+            return decky
+        for following in sorted(LEGAL_DECKY_MOVES[path[-1]]):
+            if following not in seen:
+                seen.add(following)
+                paths.append([*path, following])
+    raise ValueError(f"no legal path from {current} to {state}")

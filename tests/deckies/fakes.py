@@ -1,37 +1,48 @@
-"""A recording stand-in for the engine facade, for API tests where Docker is beside the point and for failure
-injection. Only :mod:`deckies.engine.runtime` functions are replaced; everything above them runs for real."""
+"""The one stand-in for the engine, for failure injection and for API tests where Docker is beside the point.
+
+Only :mod:`deckies.engine.runtime` and :mod:`deckies.engine.readiness` functions are replaced; everything above
+them (requests, the job layer, handlers, state machines, rendering: every ``render`` callback is called) runs for
+real. ``fail[name] = exc`` makes that function raise; ``not_ready[decky] = problems`` makes a decky fail readiness.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import secrets
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from deckies.engine import runtime
+from deckies.engine import readiness, runtime
+from deckies.engine.specs import Scope
 
 FAKED = (
     "deploy_deckies",
-    "teardown_decky",
+    "teardown_deckies",
     "add_service",
     "remove_service",
-    "write_fleet_compose",
+    "deploy_project",
+    "remove_project",
     "drop_file",
     "delete_file",
-    "decky_containers",
+    "containers",
     "engine_ping",
 )
 
 
 @dataclass
 class FakeEngine:
-    """``calls`` lists ``(function, decky names or args)``; ``fail[name] = exc`` makes that function raise."""
+    """``calls`` lists ``(function, what it was asked about)``."""
 
     calls: list[tuple[str, Any]] = field(default_factory=list)
     fail: dict[str, BaseException] = field(default_factory=dict)
-    containers: dict[str, list[runtime.ContainerState]] = field(default_factory=dict)
+    not_ready: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    observed: dict[str, list[runtime.ContainerState]] = field(default_factory=dict)
+    rendered: dict[str, Any] = field(default_factory=dict)
+    #: Called while readiness is being waited for (to simulate a request arriving in the middle of an operation).
+    during_ready: Callable[[], object] | None = None
 
     def _call(self, name: str, record: Any) -> None:
         self.calls.append((name, record))
@@ -41,44 +52,70 @@ class FakeEngine:
     def names(self, function: str) -> list[Any]:
         return [record for name, record in self.calls if name == function]
 
-    def deploy_deckies(self, deckies: Any) -> None:
-        self._call("deploy_deckies", sorted(d.name for d in deckies))
+    def deploy_deckies(self, scope: Scope, render: Any, names: Sequence[str]) -> None:
+        self.rendered[scope.project] = render()
+        self._call("deploy_deckies", sorted(names))
 
-    def teardown_decky(self, decky: Any) -> None:
-        self._call("teardown_decky", decky.name)
+    def teardown_deckies(self, scope: Scope, render_remaining: Any, render_with: Any, names: Sequence[str]) -> None:
+        render_remaining()
+        self._call("teardown_deckies", sorted(names))
 
-    def add_service(self, decky: Any, slug: str) -> None:
-        self._call("add_service", (decky.name, slug, sorted(s.slug for s in decky.services.all())))
+    def add_service(self, scope: Scope, render: Any, decky: str, slug: str) -> None:
+        rendered = render()
+        self._call("add_service", (decky, slug, sorted(rendered.keys.get(decky, ("", {}))[1])))
 
-    def remove_service(self, decky: Any, slug: str) -> None:
-        self._call("remove_service", (decky.name, slug))
+    def remove_service(self, scope: Scope, render: Any, decky: str, slug: str) -> None:
+        self._call("remove_service", (decky, slug))
 
-    def write_fleet_compose(self, host: Any = None, **kwargs: Any) -> str:
-        self._call("write_fleet_compose", None if host is None else host.name)
-        return "/dev/null"
+    def deploy_project(self, scope: Scope, render: Any) -> runtime.TopologyDeployReport:
+        rendered = render()
+        self.rendered[scope.project] = rendered
+        self._call("deploy_project", scope.project)
+        return runtime.TopologyDeployReport(
+            decky_running=dict.fromkeys(rendered.keys, True), addresses=rendered.addresses
+        )
 
-    def drop_file(self, decky: Any, path: str, content: bytes, mode: int = 0o644, mtime: Any = None) -> str:
-        self._call("drop_file", (decky.name, path, content, mode, mtime))
-        return f"decnet-fleet-{decky.name}-ssh"
+    def remove_project(self, scope: Scope, render: Any = None) -> None:
+        self._call("remove_project", scope.project)
 
-    def delete_file(self, decky: Any, path: str) -> str:
-        self._call("delete_file", (decky.name, path))
-        return f"decnet-fleet-{decky.name}-ssh"
+    def drop_file(self, scope: Scope, container: str, path: str, content: bytes, mode: int, mtime: Any) -> str:
+        self._call("drop_file", (container, path, content, mode, mtime))
+        return container
 
-    def decky_containers(self, decky: Any) -> list[runtime.ContainerState]:
-        self._call("decky_containers", decky.name)
-        return list(self.containers.get(decky.name, []))
+    def delete_file(self, scope: Scope, container: str, path: str) -> str:
+        self._call("delete_file", (container, path))
+        return container
 
-    def engine_ping(self, host: Any = None) -> str:
-        self._call("engine_ping", None if host is None else host.name)
+    def containers(self, scope: Scope, decky: str | None = None) -> list[runtime.ContainerState]:
+        self._call("containers", decky)
+        found = [c for cs in self.observed.values() for c in cs]
+        return [c for c in found if decky is None or c.decky == decky]
+
+    def engine_ping(self, url: str) -> str:
+        self._call("engine_ping", url)
         return "20.10-fake"
+
+    def check_decky(
+        self, scope: Scope, decky: str, services: Sequence[readiness.ServiceCheck], timeout: float
+    ) -> readiness.DeckyReadiness:
+        self.calls.append(("check_decky", decky))
+        return readiness.DeckyReadiness(decky, self.not_ready.get(decky, ()))
+
+    def wait_ready(
+        self, scope: Scope, deckies: Mapping[str, Sequence[readiness.ServiceCheck]], timeout: float
+    ) -> dict[str, readiness.DeckyReadiness]:
+        if self.during_ready is not None:
+            self.during_ready()
+        return {name: self.check_decky(scope, name, checks, timeout) for name, checks in deckies.items()}
 
 
 def install(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
-    """Replace the engine facade's functions with a fresh :class:`FakeEngine`'s methods."""
+    """Replace the engine's functions with a fresh :class:`FakeEngine`'s methods."""
     fake = FakeEngine()
     for name in FAKED:
         monkeypatch.setattr(runtime, name, getattr(fake, name))
+    monkeypatch.setattr(readiness, "check_decky", fake.check_decky)
+    monkeypatch.setattr(readiness, "wait_ready", fake.wait_ready)
     return fake
 
 
@@ -98,7 +135,7 @@ def free_subnet() -> str:
 
 def docker_reachable() -> bool:
     try:
-        runtime.engine_ping(None)
+        runtime.engine_ping(runtime.default_url())
     except Exception:
         return False
     return True

@@ -11,10 +11,10 @@ from django.urls import reverse
 
 from deckies.choices import DeckyState
 from deckies.models import Decky
-from lifecycle import services as lifecycle_services
 from lifecycle.models import DeckyLifecycle
 from tests.deckies import fakes
-from tests.deckies.factories import DeckyFactory
+from tests.deckies.factories import DeckyFactory, set_state
+from tests.lifecycle.factories import make_row
 
 pytestmark = pytest.mark.django_db
 
@@ -72,8 +72,7 @@ def test_deploy_action_runs_and_links_to_rows(
 def test_mutate_and_teardown_actions(
     staff: Client, fake: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
 ) -> None:
-    decky = DeckyFactory.create()
-    Decky.objects.filter(pk=decky.pk).update(state=DeckyState.RUNNING)
+    decky = set_state(DeckyFactory.create(), DeckyState.RUNNING)
     with django_capture_on_commit_callbacks(execute=True):
         _act(staff, "mutate_selected", [decky])
     with django_capture_on_commit_callbacks(execute=True):
@@ -87,7 +86,7 @@ def test_mutate_and_teardown_actions(
 
 def test_a_refused_decky_is_reported_without_hiding_the_others(staff: Client, fake: fakes.FakeEngine) -> None:
     busy, free = DeckyFactory.create(name="busy"), DeckyFactory.create(name="free")
-    lifecycle_services.lifecycle_create(decky_name=busy.name, operation="deploy")
+    make_row(decky=busy, operation="deploy")
     response = _act(staff, "teardown_selected", [busy, free])
     text = response.content.decode()
     assert "Teardown refused: busy" in text

@@ -104,7 +104,7 @@ class TestHealth:
     def fake(self, monkeypatch: pytest.MonkeyPatch) -> fakes.FakeEngine:
         return fakes.install(monkeypatch)
 
-    def test_all_ok(self, viewer_client: APIClient, fake: fakes.FakeEngine) -> None:
+    def test_all_ok(self, viewer_client: APIClient, fake: fakes.FakeEngine, settings: Any) -> None:
         call_command("setup_schedules", stdout=StringIO())
         HostFactory.create(name="edge")
         response = viewer_client.get(f"{API}health/")
@@ -112,7 +112,7 @@ class TestHealth:
         assert response.status_code == 200, body
         assert body["ok"] is True
         assert set(body["checks"]) == {"database", "broker", "cluster", "engine:local", "engine:edge"}
-        assert fake.names("engine_ping") == [None, "edge"]
+        assert fake.names("engine_ping") == [settings.DECNET_DEFAULT_DOCKER_URL, "tcp://127.0.0.1:2375"]
 
     def test_a_failed_check_is_503_with_detail(self, viewer_client: APIClient, fake: fakes.FakeEngine) -> None:
         call_command("setup_schedules", stdout=StringIO())

@@ -13,12 +13,13 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from deckies.choices import DeckyState
+from deckies.engine import naming
 from deckies.engine.errors import ContainerRefusedError, InvalidPathError
 from deckies.models import Decky, DeckyService
-from lifecycle import services as lifecycle_services
 from lifecycle.models import DeckyLifecycle, Event
 from tests.deckies import fakes
-from tests.deckies.factories import DeckyFactory, HostFactory
+from tests.deckies.factories import DeckyFactory, HostFactory, set_state
+from tests.lifecycle.factories import make_row
 from topology.models import Topology
 
 pytestmark = pytest.mark.django_db
@@ -39,9 +40,11 @@ def run_tasks(django_capture_on_commit_callbacks: Any) -> Any:
 
 
 def _deployed(decky: Decky) -> Decky:
-    Decky.objects.filter(pk=decky.pk).update(state=DeckyState.RUNNING)
-    decky.refresh_from_db()
-    return decky
+    return set_state(decky, DeckyState.RUNNING)
+
+
+def _ssh_container(decky: Decky, project: str | None = None) -> str:
+    return naming.container_name(project or naming.fleet_project(), naming.service_key(decky.name, "ssh"))
 
 
 def _poll(client: APIClient, location: str) -> list[dict[str, Any]]:
@@ -110,7 +113,7 @@ class TestAuth:
 class TestRead:
     def test_list_representation(self, viewer_client: APIClient) -> None:
         decky = DeckyFactory.create(services=["ssh", "http"], archetype="linux-server")
-        row = lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
+        row = make_row(decky=decky, operation="deploy")
         body = viewer_client.get(DECKIES).json()
         assert body["count"] == 1
         (item,) = body["results"]
@@ -133,8 +136,8 @@ class TestRead:
 
     def test_latest_lifecycle_is_the_newest_row(self, viewer_client: APIClient) -> None:
         decky = DeckyFactory.create()
-        lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
-        newest = lifecycle_services.lifecycle_create(decky_name=decky.name, operation="mutate")
+        make_row(decky=decky, operation="deploy")
+        newest = make_row(decky=decky, operation="mutate")
         assert viewer_client.get(f"{DECKIES}{decky.name}/").json()["latest_lifecycle"]["id"] == str(newest.pk)
 
     def test_list_query_count_does_not_grow_with_the_page(
@@ -142,7 +145,7 @@ class TestRead:
     ) -> None:
         for _ in range(25):
             decky = DeckyFactory.create(services=["ssh", "http", "ftp"])
-            lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
+            make_row(decky=decky, operation="deploy")
         viewer_client.get(DECKIES)  # warm the permission cache of the user
         with django_assert_max_num_queries(6):
             body = viewer_client.get(f"{DECKIES}?limit=25").json()
@@ -306,9 +309,10 @@ class TestOperations:
         (row,) = _poll(operator_client, response["Location"])
         assert row["status"] == "failed"
         assert row["error"] == "ContainerRefusedError: address in use"
+        assert row["message"] == f"deploy of {decky.name} failed: address in use"
         body = operator_client.get(f"{DECKIES}{decky.name}/").json()
         assert body["state"] == "failed"
-        assert body["last_error"] == row["error"]
+        assert body["last_error"] == row["message"]
 
     def test_deploy_reuses_an_open_row(self, operator_client: APIClient) -> None:
         decky = DeckyFactory.create()
@@ -321,7 +325,7 @@ class TestOperations:
         decky = DeckyFactory.create()
         for verb in ("deploy", "mutate", "teardown"):
             assert operator_client.post(f"{DECKIES}nope/{verb}/").status_code == 404
-        lifecycle_services.lifecycle_create(decky_name=decky.name, operation="deploy")
+        make_row(decky=decky, operation="deploy")
         response = operator_client.post(f"{DECKIES}{decky.name}/teardown/")
         assert response.status_code == 409
         assert response.json()["code"] == "operation_in_progress"
@@ -335,7 +339,7 @@ class TestOperations:
         rows = _poll(operator_client, response["Location"])
         assert sorted(row["decky_name"] for row in rows) == names
         assert {row["status"] for row in rows} == {"succeeded"}
-        assert sorted(call[0] for call in fake.names("deploy_deckies")) == names
+        assert fake.names("deploy_deckies") == [names]  # one engine call for the whole job
 
     def test_bulk_deploy_names(self, operator_client: APIClient, run_tasks: Any) -> None:
         a, _b = DeckyFactory.create(), DeckyFactory.create()
@@ -373,8 +377,8 @@ class TestOperations:
             response = operator_client.post(f"{DECKIES}{decky.name}/mutate/")
         (row,) = _poll(operator_client, response["Location"])
         assert row["status"] == "succeeded"
+        assert "once deployed" in row["message"]
         assert fake.names("deploy_deckies") == []
-        assert fake.names("write_fleet_compose") == [None]
 
     def test_mutate_with_no_services_available_is_404(
         self, operator_client: APIClient, monkeypatch: pytest.MonkeyPatch
@@ -392,7 +396,7 @@ class TestOperations:
         assert response.status_code == 202
         (row,) = _poll(operator_client, response["Location"])
         assert row["status"] == "succeeded"
-        assert fake.names("teardown_decky") == [decky.name]
+        assert fake.names("teardown_deckies") == [[decky.name]]
         assert Decky.objects.get(pk=decky.pk).state == DeckyState.TORN_DOWN
         assert operator_client.delete(f"{DECKIES}{decky.name}/").status_code == 204
 
@@ -423,7 +427,6 @@ class TestLiveServices:
         response = operator_client.post(f"{DECKIES}{decky.name}/services/", {"name": "ftp"}, format="json")
         assert response.status_code == 201
         assert fake.names("add_service") == []
-        assert fake.names("write_fleet_compose") == [None]
         assert DeckyLifecycle.objects.get(operation="service_add").status == "succeeded"
 
     @pytest.mark.parametrize(
@@ -475,9 +478,15 @@ class TestFiles:
         decky = _deployed(DeckyFactory.create())
         response = operator_client.post(f"{DECKIES}files/", _drop(decky.name, mode=0o600), format="json")
         assert response.status_code == 201, response.json()
-        assert response.json() == {"message": "ok", "container": f"decnet-fleet-{decky.name}-ssh"}
+        assert response.json() == {"message": "ok", "container": _ssh_container(decky)}
         ((name, path, content, mode, mtime),) = fake.names("drop_file")
-        assert (name, path, content, mode, mtime) == (decky.name, "/home/admin/notes.txt", b"pw", 0o600, None)
+        assert (name, path, content, mode, mtime) == (
+            _ssh_container(decky),
+            "/home/admin/notes.txt",
+            b"pw",
+            0o600,
+            None,
+        )
         event = Event.objects.get(topic=f"decky.{decky.name}.file.dropped")
         assert event.payload["bytes"] == 2
         assert "content" not in event.payload
@@ -496,7 +505,7 @@ class TestFiles:
             f"{DECKIES}files/", _drop(decky.name, topology_id=str(topology.pk)), format="json"
         )
         assert response.status_code == 201
-        assert fake.names("drop_file")[0][0] == "gw"
+        assert fake.names("drop_file")[0][0] == _ssh_container(decky, naming.topology_project(topology.pk))
 
     @pytest.mark.parametrize(
         ("change", "status"),
@@ -534,7 +543,7 @@ class TestFiles:
         response = operator_client.delete(f"{DECKIES}files/", body, format="json")
         assert response.status_code == 200
         assert response.json()["message"] == "ok"
-        assert fake.names("delete_file") == [(decky.name, "/tmp/x")]
+        assert fake.names("delete_file") == [(_ssh_container(decky), "/tmp/x")]
         assert (
             operator_client.delete(f"{DECKIES}files/", body | {"decky_name": "ghost"}, format="json").status_code == 404
         )

@@ -1,8 +1,5 @@
-"""Every management command through ``call_command``: success, bad input (CommandError) and an empty database.
-
-Docker is faked here (the engine functions the operations call are replaced); ``test_reconcile`` runs the real
-engine end to end.
-"""
+"""The deckies' management commands through ``call_command``: success, bad input (CommandError) and an empty
+database. Docker is faked here; ``test_reconcile`` and ``test_operations`` run the real engine end to end."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ import signal
 import stat
 import sys
 import threading
-import uuid
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -27,13 +24,16 @@ from deckies.catalogue.archetypes import all_archetypes
 from deckies.catalogue.distros import all_distros
 from deckies.catalogue.services import all_services, per_decky_service_slugs
 from deckies.choices import DeckyState
-from deckies.engine import naming, runtime
+from deckies.engine import naming
 from deckies.engine.errors import EngineError
 from deckies.fleet_import import fleet_import
 from deckies.management.commands import quickstart
 from deckies.models import Decky
 from lifecycle.management.tables import render_table, split_names
 from lifecycle.models import DeckyLifecycle
+from tests.deckies import fakes
+from tests.deckies.factories import set_state
+from tests.lifecycle.factories import make_row
 from topology.models import Topology
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -52,25 +52,11 @@ def small(db: None) -> list[str]:
     return ["web-01", "web-02", "files"]
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[str]]] = []
-        self.fail: dict[str, Exception] = {}
-
-    def record(self, name: str, deckies: list[str]) -> None:
-        self.calls.append((name, deckies))
-        if name in self.fail:
-            raise self.fail[name]
-
-
 @pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    """The engine calls of deploy, mutate and teardown, recorded instead of run."""
-    recorder = Recorder()
-    monkeypatch.setattr(runtime, "deploy_deckies", lambda ds: recorder.record("deploy", sorted(d.name for d in ds)))
-    monkeypatch.setattr(runtime, "teardown_decky", lambda d: recorder.record("teardown", [d.name]))
-    monkeypatch.setattr(runtime, "write_fleet_compose", lambda *a, **k: "/dev/null")
-    return recorder
+def engine(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) -> fakes.FakeEngine:
+    """The engine, faked: the commands' operations run for real above it."""
+    settings.DECNET_DATA_DIR = tmp_path
+    return fakes.install(monkeypatch)
 
 
 # --- tables -----------------------------------------------------------------------------------------------------------
@@ -186,12 +172,12 @@ def test_status_on_an_empty_database() -> None:
     out = run("status")
     assert "Fleet deckies (0)" in out
     assert "no fleet decky" in out
-    assert "(no topology)" in out
+    assert "(no topology)" in out  # the topology app's section of the same command
     assert json.loads(run("status", "--json")) == {"fleet": [], "topologies": []}
 
 
 def test_status_shows_deckies_topologies_and_last_operation(small: list[str]) -> None:
-    row = DeckyLifecycle.objects.create(decky_name="files", operation="deploy", status="pending")
+    row = make_row(decky=Decky.objects.get(name="files"), operation="deploy")
     Topology.objects.create(name="maze")
     out = run("status")
     assert "web-01" in out
@@ -237,16 +223,12 @@ def test_render_compose_bad_input() -> None:
         run("render_compose")
     with pytest.raises(CommandError, match="no Docker host"):
         run("render_compose", "--host", "elsewhere")
-    with pytest.raises(CommandError, match="no topology"):
-        run("render_compose", "--topology", "nope")
-    with pytest.raises(CommandError, match="applies to the fleet"):
-        run("render_compose", "--topology", "x", "--host", "y")
 
 
 # --- deploy / teardown / mutate (queued) ------------------------------------------------------------------------------
 
 
-def test_deploy_queues_and_prints_lifecycle_ids(small: list[str], engine: Recorder) -> None:
+def test_deploy_queues_and_prints_lifecycle_ids(small: list[str], engine: fakes.FakeEngine) -> None:
     out = run("deploy")
     rows = list(DeckyLifecycle.objects.filter(operation="deploy"))
     assert sorted(row.decky_name for row in rows) == sorted(small)
@@ -258,25 +240,23 @@ def test_deploy_queues_and_prints_lifecycle_ids(small: list[str], engine: Record
 
 
 @pytest.mark.django_db
-def test_deploy_bad_input(engine: Recorder) -> None:
+def test_deploy_bad_input(engine: fakes.FakeEngine) -> None:
     with pytest.raises(CommandError, match="no deckies"):
         run("deploy")
     with pytest.raises(CommandError, match="unknown decky name"):
         run("deploy", "--names", "ghost")
-    with pytest.raises(CommandError, match="not both"):
-        run("deploy", "--names", "a", "--topology", "b")
     with pytest.raises(CommandError, match="invalid decky name"):
         run("deploy", "--names", "UPPER")
     assert engine.calls == []
 
 
-def test_teardown_modes(small: list[str], engine: Recorder) -> None:
+def test_teardown_modes(small: list[str], engine: fakes.FakeEngine) -> None:
     with pytest.raises(CommandError, match="exactly one"):
         run("teardown")
     with pytest.raises(CommandError, match="exactly one"):
         run("teardown", "--all", "--names", "files")
     assert "nothing to tear down" in run("teardown", "--all")
-    Decky.objects.filter(name="files").update(state=DeckyState.RUNNING)
+    set_state(Decky.objects.get(name="files"), DeckyState.RUNNING)
     dry = run("teardown", "--all", "--dry-run")
     assert "files" in dry
     assert "1 decky(s) would be torn down" in dry
@@ -293,7 +273,7 @@ def test_teardown_on_an_empty_database() -> None:
     assert "nothing to tear down" in run("teardown", "--all")
 
 
-def test_mutate_modes(small: list[str], engine: Recorder) -> None:
+def test_mutate_modes(small: list[str], engine: fakes.FakeEngine) -> None:
     assert "No decky is due" in run("mutate")
     assert "No deployed fleet decky" in run("mutate", "--all")
     out = run("mutate", "--names", "web-01")
@@ -320,9 +300,10 @@ def test_mutate_watch_loops_until_stopped(monkeypatch: pytest.MonkeyPatch) -> No
     assert "Stopped after 0 pass(es)" in run("mutate", "--watch")
 
 
-def test_mutate_watch_requests_due_deckies(small: list[str], engine: Recorder) -> None:
+def test_mutate_watch_requests_due_deckies(small: list[str], engine: fakes.FakeEngine) -> None:
+    set_state(Decky.objects.get(name="files"), DeckyState.RUNNING)
     Decky.objects.filter(name="files").update(
-        state=DeckyState.RUNNING, mutate_interval="00:01:00", last_mutated="2000-01-01T00:00:00Z"
+        mutate_interval=timedelta(minutes=1), last_mutated=datetime(2000, 1, 1, tzinfo=UTC)
     )
     out = run("mutate", "--watch", "--interval", "0.01", "--iterations", "1")
     assert "1 mutation(s) requested" in out
@@ -333,11 +314,11 @@ def test_mutate_watch_requests_due_deckies(small: list[str], engine: Recorder) -
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deploy_and_teardown_sync(small: list[str], engine: Recorder) -> None:
+def test_deploy_and_teardown_sync(small: list[str], engine: fakes.FakeEngine) -> None:
     out = run("deploy", "--sync")
     assert "3 deploy operation(s) succeeded" in out
     assert "deploy web-01: running" in out
-    assert sorted(name for call, names in engine.calls if call == "deploy" for name in names) == sorted(small)
+    assert sorted(name for names in engine.names("deploy_deckies") for name in names) == sorted(small)
     assert set(Decky.objects.values_list("state", flat=True)) == {DeckyState.RUNNING}
     out = run("teardown", "--all", "--sync")
     assert "3 teardown operation(s) succeeded" in out
@@ -345,8 +326,8 @@ def test_deploy_and_teardown_sync(small: list[str], engine: Recorder) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deploy_sync_failure_exits_non_zero(small: list[str], engine: Recorder) -> None:
-    engine.fail["deploy"] = EngineError("compose exploded")
+def test_deploy_sync_failure_exits_non_zero(small: list[str], engine: fakes.FakeEngine) -> None:
+    engine.fail["deploy_deckies"] = EngineError("compose exploded")
     out = StringIO()
     with pytest.raises(CommandError, match="1 of 1 deploy operation"):
         call_command("deploy", "--names", "files", "--sync", stdout=out)
@@ -355,67 +336,13 @@ def test_deploy_sync_failure_exits_non_zero(small: list[str], engine: Recorder) 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_mutate_sync(small: list[str], engine: Recorder) -> None:
-    Decky.objects.filter(name="web-01").update(state=DeckyState.RUNNING)
+def test_mutate_sync(small: list[str], engine: fakes.FakeEngine) -> None:
+    set_state(Decky.objects.get(name="web-01"), DeckyState.RUNNING)
     before = set(Decky.objects.get(name="web-01").service_slugs)
     out = run("mutate", "--all", "--sync")
     assert "1 mutate operation(s) succeeded" in out
-    assert engine.calls == [("deploy", ["web-01"])]
+    assert engine.names("deploy_deckies") == [["web-01"]]
     assert set(Decky.objects.get(name="web-01").service_slugs) != before
-
-
-# --- wait -------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_wait_outcomes() -> None:
-    ok = DeckyLifecycle.objects.create(
-        decky_name="a", operation="deploy", status="succeeded", completed_at="2026-01-01T00:00Z"
-    )
-    bad = DeckyLifecycle.objects.create(
-        decky_name="b", operation="deploy", status="failed", error="EngineError: no", completed_at="2026-01-01T00:00Z"
-    )
-    waiting = DeckyLifecycle.objects.create(decky_name="c", operation="mutate", status="running")
-    out = run("wait", str(ok.pk))
-    assert "all 1 operation(s) succeeded" in out
-    with pytest.raises(CommandError) as caught:
-        run("wait", str(ok.pk), str(bad.pk))
-    assert caught.value.returncode == 1
-    with pytest.raises(CommandError) as caught:
-        run("wait", str(waiting.pk), "--timeout", "0.2", "--interval", "0.05")
-    assert caught.value.returncode == 2
-    assert "c (running)" in str(caught.value)
-
-
-@pytest.mark.django_db
-def test_wait_follows_a_row_to_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    from deckies.management.commands import wait as wait_module
-
-    row = DeckyLifecycle.objects.create(decky_name="a", operation="deploy", status="pending")
-    real = wait_module.lifecycle_get_by_ids
-    polls = []
-
-    def advancing(ids: Any) -> Any:
-        polls.append(ids)
-        if len(polls) == 2:
-            DeckyLifecycle.objects.filter(pk=row.pk).update(status="running")
-        if len(polls) == 3:
-            DeckyLifecycle.objects.filter(pk=row.pk).update(status="succeeded", completed_at="2026-01-01T00:00Z")
-        return real(ids)
-
-    monkeypatch.setattr(wait_module, "lifecycle_get_by_ids", advancing)
-    out = run("wait", str(row.pk), "--interval", "0.01")
-    assert out.index("pending") < out.index("running") < out.index("succeeded")
-
-
-@pytest.mark.django_db
-def test_wait_bad_input() -> None:
-    with pytest.raises(CommandError, match="not a lifecycle id"):
-        run("wait", "nope")
-    with pytest.raises(CommandError, match="unknown lifecycle id"):
-        run("wait", str(uuid.uuid4()))
-    with pytest.raises(CommandError, match="interval"):
-        run("wait", str(uuid.uuid4()), "--interval", "0")
 
 
 # --- quickstart -------------------------------------------------------------------------------------------------------
@@ -546,56 +473,3 @@ def test_quickstart_stops_both_children_on_sigterm(data_dir: Path, monkeypatch: 
     assert "[web] up web" in text
     assert text.rstrip().endswith("Stopped.")
     assert signal.getsignal(signal.SIGTERM) == before
-
-
-# --- topologies ------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def maze(db: None) -> Topology:
-    return Topology.objects.create(name="maze")
-
-
-@pytest.fixture
-def topology_operations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
-    """Record the requests the commands make instead of deploying (the topology API tests cover the real ones)."""
-    from topology import operations
-
-    calls: list[tuple[str, Any]] = []
-    monkeypatch.setattr(operations, "topology_deploy_request", lambda **kwargs: calls.append(("deploy", kwargs)))
-    monkeypatch.setattr(operations, "topology_teardown_request", lambda **kwargs: calls.append(("teardown", kwargs)))
-    return calls
-
-
-def test_topology_deploy_and_teardown_call_the_topology_operations(
-    maze: Topology, topology_operations: list[tuple[str, Any]]
-) -> None:
-    out = run("deploy", "--topology", "maze")
-    assert "deploy of topology maze" in out
-    assert "queued" in out
-    run("deploy", "--topology", maze.short_id, "--sync")
-    run("teardown", "--topology", str(maze.pk))
-    assert [(name, kwargs["topology"].pk, kwargs["run_inline"]) for name, kwargs in topology_operations] == [
-        ("deploy", maze.pk, False),
-        ("deploy", maze.pk, True),
-        ("teardown", maze.pk, False),
-    ]
-    dry = run("teardown", "--topology", "maze", "--dry-run")
-    assert "Dry run: topology maze" in dry
-    assert len(topology_operations) == 3
-
-
-def test_topology_commands_bad_input(maze: Topology) -> None:
-    with pytest.raises(CommandError, match="no topology"):
-        run("deploy", "--topology", "nowhere")
-    with pytest.raises(CommandError, match="validation error"):
-        run("deploy", "--topology", "maze")
-    with pytest.raises(CommandError, match="illegal transition"):
-        run("teardown", "--topology", "maze")
-    with pytest.raises(CommandError, match="exactly one"):
-        run("teardown", "--topology", "maze", "--all")
-
-
-def test_render_compose_of_a_topology(maze: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "render_topology", lambda t: f"name: decnet-t-{t.short_id}\n", raising=False)
-    assert run("render_compose", "--topology", "maze") == f"name: decnet-t-{maze.short_id}\n"

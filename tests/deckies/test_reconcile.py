@@ -25,6 +25,9 @@ from deckies.fleet_import import fleet_import
 from deckies.models import Decky, Network
 from deckies.reconcile import reconcile
 from lifecycle.models import DeckyLifecycle
+from tests.deckies.engine import builders
+from tests.deckies.factories import set_state
+from tests.lifecycle.factories import make_row
 
 FLEET = "[general]\nnet = 10.51.0.0/24\n[web]\nservices = ssh, http\n[db]\nservices = mysql\n[idle]\nservices = ftp\n"
 
@@ -40,7 +43,7 @@ def healthy_containers() -> list[runtime.ContainerState]:
 
 
 class FakeEngine:
-    """``fleet_containers`` answers ``containers`` (or raises ``error``); removals are recorded, never done."""
+    """``runtime.containers`` answers ``containers`` (or raises ``error``); removals are recorded, never done."""
 
     def __init__(self) -> None:
         self.containers: list[runtime.ContainerState] = healthy_containers()
@@ -48,7 +51,7 @@ class FakeEngine:
         self.removed: list[str] = []
         self.listed = 0
 
-    def fleet_containers(self, host: Any = None) -> list[runtime.ContainerState]:
+    def fleet_containers(self, scope: Any = None, decky: Any = None) -> list[runtime.ContainerState]:
         self.listed += 1
         if self.error is not None:
             raise self.error
@@ -66,7 +69,7 @@ class FakeEngine:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine()
-    monkeypatch.setattr(runtime, "fleet_containers", fake.fleet_containers)
+    monkeypatch.setattr(runtime, "containers", fake.fleet_containers)
     monkeypatch.setattr(reconcile_module.docker_api, "list_containers", fake.list_containers)
     monkeypatch.setattr(reconcile_module.docker_api, "remove_containers", fake.remove_containers)
     return fake
@@ -76,7 +79,8 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 def deployed(db: None) -> dict[str, Decky]:
     """web (ssh, http) and db (mysql) running; idle (ftp) pending."""
     fleet_import(text=FLEET, source="t.ini")
-    Decky.objects.filter(name__in=["web", "db"]).update(state=DeckyState.RUNNING)
+    for decky in Decky.objects.filter(name__in=["web", "db"]):
+        set_state(decky, DeckyState.RUNNING)
     return {d.name: d for d in Decky.objects.all()}
 
 
@@ -84,8 +88,12 @@ def by_name(report: reconcile_module.ReconcileReport) -> dict[str, reconcile_mod
     return {entry.name: entry for entry in report.deckies}
 
 
-def deploy_rows() -> list[DeckyLifecycle]:
-    return list(DeckyLifecycle.objects.filter(operation="deploy").order_by("decky_name"))
+def repair_rows() -> list[DeckyLifecycle]:
+    return list(DeckyLifecycle.objects.filter(operation="repair").order_by("decky_name"))
+
+
+def states() -> dict[str, tuple[str, str]]:
+    return {d.name: (d.state, d.last_error) for d in Decky.objects.all()}
 
 
 # --- faked engine -----------------------------------------------------------------------------------------------------
@@ -103,21 +111,37 @@ def test_matching_fleet_is_healthy(engine: FakeEngine, deployed: dict[str, Decky
     assert entries["idle"].healthy
 
 
-def test_missing_containers_are_reported_and_healed_with_a_deploy(engine: FakeEngine, deployed: Any) -> None:
+def test_missing_containers_are_recorded_and_healed_with_one_repair_each(engine: FakeEngine, deployed: Any) -> None:
     engine.containers = [c for c in healthy_containers() if c.service != "http" and c.decky != "db"]
     report = reconcile()
     entries = by_name(report)
     assert entries["web"].missing == ["http"]
     assert entries["db"].missing == ["base", "mysql"]
     assert not report.healthy
-    assert not deploy_rows()
+    assert not repair_rows()
+    # What was seen is written onto the deckies, with the reason.
+    assert states()["web"] == ("degraded", "reconcile: missing http")
+    assert states()["db"] == ("degraded", "reconcile: missing base, mysql")
+    assert entries["web"].actions == ["state degraded"]
 
     healed = reconcile(heal=True)
-    rows = deploy_rows()
-    assert [row.decky_name for row in rows] == ["db", "web"]
+    rows = repair_rows()
+    assert [(row.decky_name, row.params["reason"], row.actor) for row in rows] == [
+        ("db", "missing base, mysql", "reconciler"),
+        ("web", "missing http", "reconciler"),
+    ]
     assert sorted(healed.lifecycle_ids) == sorted(str(row.pk) for row in rows)
-    assert by_name(healed)["web"].actions == [f"deploy {by_name(healed)['web'].actions[0].split()[1]}"]
+    assert by_name(healed)["web"].actions == [f"repair {rows[1].pk}"]
     assert engine.removed == []
+
+
+def test_a_decky_that_answers_again_is_running_again(engine: FakeEngine, deployed: Any) -> None:
+    engine.containers = [c for c in healthy_containers() if c.service != "http"]
+    reconcile()
+    assert states()["web"][0] == "degraded"
+    engine.containers = healthy_containers()
+    reconcile()
+    assert states()["web"] == ("running", "")
 
 
 def test_drifted_containers_are_redeployed(engine: FakeEngine, deployed: Any) -> None:
@@ -126,21 +150,23 @@ def test_drifted_containers_are_redeployed(engine: FakeEngine, deployed: Any) ->
     web = by_name(report)["web"]
     assert [(c.service, c.status) for c in web.drifted] == [("http", "exited")]
     assert web.missing == []
-    assert [row.decky_name for row in deploy_rows()] == ["web"]
+    assert [row.decky_name for row in repair_rows()] == ["web"]
 
 
-def test_extra_containers_are_removed(engine: FakeEngine, deployed: Any) -> None:
+def test_extra_containers_are_healed_by_repair_or_teardown(engine: FakeEngine, deployed: Any) -> None:
     extra_service = container("web", "ftp")
     idle_base = container("idle", None)
     engine.containers = [*healthy_containers(), extra_service, idle_base]
     report = reconcile()
     assert [c.name for c in by_name(report)["web"].extra] == [extra_service.name]
     assert [c.name for c in by_name(report)["idle"].extra] == [idle_base.name]
-    assert engine.removed == []
     healed = reconcile(heal=True)
-    assert sorted(engine.removed) == sorted([extra_service.name, idle_base.name])
-    assert sorted(healed.removed) == sorted(engine.removed)
-    assert not deploy_rows()
+    # A deployed decky with a service it no longer has is repaired (the engine drops what is not desired); a decky
+    # that should have no container is torn down. Nothing is removed behind the job layer's back.
+    assert [row.decky_name for row in repair_rows()] == ["web"]
+    assert DeckyLifecycle.objects.get(decky__name="idle").operation == "teardown"
+    assert engine.removed == []
+    assert healed.removed == []
 
 
 def test_orphans_are_containers_of_unknown_deckies(engine: FakeEngine, deployed: Any) -> None:
@@ -157,8 +183,8 @@ def test_orphans_are_containers_of_unknown_deckies(engine: FakeEngine, deployed:
 
 def test_busy_and_ambiguous_deckies_are_never_healed(engine: FakeEngine, deployed: Any) -> None:
     engine.containers = [c for c in healthy_containers() if c.decky != "web"] + [container("idle", None)]
-    DeckyLifecycle.objects.create(decky_name="web", operation="mutate", status="running")
-    Decky.objects.filter(name="idle").update(state=DeckyState.FAILED)
+    make_row(decky=Decky.objects.get(name="web"), operation="mutate", status="running")
+    set_state(Decky.objects.get(name="idle"), DeckyState.FAILED)
     report = reconcile(heal=True)
     entries = by_name(report)
     assert entries["web"].busy
@@ -166,7 +192,8 @@ def test_busy_and_ambiguous_deckies_are_never_healed(engine: FakeEngine, deploye
     assert entries["web"].actions[0].startswith("skipped: mutate running")
     assert entries["idle"].actions == ["skipped: state failed; deploy or tear it down"]
     assert engine.removed == []
-    assert not deploy_rows()
+    assert not repair_rows()
+    assert states()["web"][0] == "running"  # a busy decky's state is the operation's to write
 
 
 def test_unreachable_engine_reports_and_changes_nothing(engine: FakeEngine, deployed: Any) -> None:
@@ -211,7 +238,7 @@ def test_command_healthy_and_empty(engine: FakeEngine, db: None) -> None:
     out = StringIO()
     call_command("reconcile", stdout=out)
     assert "no fleet decky" in out.getvalue()
-    assert "matches the database" in out.getvalue()
+    assert "match the database" in out.getvalue()
 
 
 def test_command_exits_3_when_the_engine_is_unreachable(engine: FakeEngine, deployed: Any) -> None:
@@ -243,9 +270,9 @@ def _data_dir(path: Path) -> Iterator[None]:
 
 
 def _cleanup(names: list[str], network: str) -> None:
-    for decky in Decky.objects.filter(name__in=names, topology__isnull=True):
-        with contextlib.suppress(Exception):
-            runtime.teardown_decky(decky)
+    deckies = list(Decky.objects.filter(name__in=names, topology__isnull=True))
+    with contextlib.suppress(Exception):
+        builders.teardown(builders.reload(deckies))
     for name in names:
         docker_api.remove_containers(None, docker_api.list_containers(None, {naming.LABEL_DECKY: name}))
     client = docker.APIClient(version="auto", timeout=30)
@@ -310,7 +337,7 @@ def test_real_engine_deploy_break_report_heal(tmp_path: Path) -> None:
 
             healing = StringIO()
             call_command("reconcile", "--heal", "--sync", stdout=healing)
-            assert "deploy" in healing.getvalue()
+            assert "repair" in healing.getvalue()
             web_row = Decky.objects.get(name=names[0])
             assert web_row.state == DeckyState.RUNNING
 

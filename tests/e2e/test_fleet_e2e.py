@@ -1,9 +1,10 @@
-"""End to end: the API, a real ``manage.py qcluster`` worker on Redis, the real engine and Docker.
+"""End to end: the API, a real ``manage.py qcluster`` worker (on Redis, and on the ORM broker), the real engine.
 
 Three deckies are created, deployed, one is mutated (the others must not restart), a service is added and removed
 live, a file is dropped, and everything is torn down, base containers included; containers are checked at each step.
-A second test SIGKILLs the worker's process group mid-deploy and shows the start-up sweep of the next worker failing
-the orphaned row.
+A second test deploys six deckies, SIGKILLs the worker cluster's process group while they are in flight, starts it
+again, and shows that within 60 s no row is left pending or running, every failed row says why, and deploying the
+same deckies again creates new rows that succeed, on both brokers.
 
 Isolation from concurrent runs: decky and network names carry a per-run prefix, the LAN comes from a private pool,
 compose files go to a temporary data dir, and the worker and this process share a Redis database of their own.
@@ -30,12 +31,13 @@ from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from rest_framework.test import APIClient
 
-from deckies.engine import docker_api, naming, runtime
+from deckies.engine import docker_api, naming
 from deckies.models import Decky, Network
 from lifecycle.models import DeckyLifecycle
 from tests.deckies import fakes
+from tests.deckies.engine import builders
 
-pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"succeeded", "failed"}
@@ -98,20 +100,29 @@ def _operator() -> User:
     return user
 
 
-@pytest.fixture
-def e2e(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    if not django_settings.REDIS_URL:
+@pytest.fixture(params=["redis", "orm"])
+def e2e(
+    request: pytest.FixtureRequest, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    broker = request.param
+    if broker == "redis" and not django_settings.REDIS_URL:
         pytest.skip("REDIS_URL is not set")
     if not fakes.docker_reachable():
         pytest.skip("the Docker engine is not reachable")
-    import redis
     from django_q.conf import Conf
 
-    redis_url = _redis_url_with_db(django_settings.REDIS_URL, random.randint(8, 15))
-    redis.from_url(redis_url).delete(f"django_q:{Conf.CLUSTER_NAME}:q")
     # This process enqueues for the real worker instead of running tasks inline (the test settings' sync mode).
     monkeypatch.setattr(Conf, "SYNC", False)
-    monkeypatch.setattr(Conf, "REDIS", redis_url)
+    redis_url = ""
+    if broker == "redis":
+        import redis
+
+        redis_url = _redis_url_with_db(django_settings.REDIS_URL, random.randint(8, 15))
+        redis.from_url(redis_url).delete(f"django_q:{Conf.CLUSTER_NAME}:q")
+        monkeypatch.setattr(Conf, "REDIS", redis_url)
+        monkeypatch.setattr(Conf, "ORM", None)
+    else:
+        monkeypatch.setattr(Conf, "ORM", "default")
     settings.DECNET_DATA_DIR = tmp_path
 
     db = connection.settings_dict
@@ -124,7 +135,7 @@ def e2e(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "decnet_site.settings",
         "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
+        "REDIS_URL": redis_url,  # empty: the ORM broker on the same database
         "DECNET_DATA_DIR": str(tmp_path),
         "DECNET_SECRET_KEY": django_settings.SECRET_KEY,
         "DECNET_WORKERS": "2",
@@ -136,14 +147,22 @@ def e2e(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     network = Network.objects.create(name=f"{prefix}lan", subnet=fakes.free_subnet())
     client = APIClient()
     client.force_authenticate(_operator())
-    state = {"client": client, "worker": worker, "prefix": prefix, "network": network, "log": tmp_path / "qcluster.log"}
+    state = {
+        "client": client,
+        "worker": worker,
+        "prefix": prefix,
+        "network": network,
+        "log": tmp_path / "qcluster.log",
+        "broker": broker,
+    }
     try:
         yield state
     finally:
         worker.stop()
-        for decky in Decky.objects.filter(name__startswith=prefix).select_related("network", "host"):
-            with contextlib.suppress(Exception):
-                runtime.teardown_decky(decky)
+        leftovers = builders.reload(list(Decky.objects.filter(name__startswith=prefix)))
+        with contextlib.suppress(Exception):
+            if leftovers:
+                builders.teardown(leftovers)
         with contextlib.suppress(Exception):
             networks = docker_api.list_networks(None, {"org.decnet.project": naming.fleet_project()})
             docker_api.remove_networks(
@@ -176,18 +195,20 @@ def _poll_until_terminal(client: APIClient, response: Any, log: Path, timeout: f
 
 def _containers(name: str) -> dict[str | None, str]:
     decky = Decky.objects.select_related("network", "host", "topology").get(name=name, topology__isnull=True)
-    return {c.service: c.status for c in runtime.decky_containers(decky)}
+    return {c.service: c.status for c in builders.containers(decky)}
 
 
 def _started(name: str) -> dict[str, str]:
     decky = Decky.objects.select_related("network", "host", "topology").get(name=name, topology__isnull=True)
     out = {}
-    for state in runtime.decky_containers(decky):
+    for state in builders.containers(decky):
         info = docker_api.inspect_container(None, state.name) or {}
         out[state.name] = f"{info.get('Id')}@{(info.get('State') or {}).get('StartedAt')}"
     return out
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("e2e", ["redis"], indirect=True)
 def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
     client: APIClient = e2e["client"]
     prefix, log = e2e["prefix"], e2e["log"]
@@ -282,36 +303,52 @@ def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
     assert not lifecycle.filter(status__in=["pending", "running"]).exists()
 
 
-def test_killed_worker_row_is_swept_on_the_next_start(e2e: dict[str, Any]) -> None:
+OPEN = ("pending", "running")
+
+
+def test_a_killed_cluster_leaves_no_row_stuck(e2e: dict[str, Any]) -> None:
+    """The issue's scenario: six deploys through the API, the cluster SIGKILLed 0.7 s later, then started again."""
     client: APIClient = e2e["client"]
     log = e2e["log"]
-    name = f"{e2e['prefix']}victim"
-    response = client.post(
-        "/api/v1/deckies/",
-        {"name": name, "services": ["ssh", "http", "ftp"], "network": e2e["network"].name},
-        format="json",
-    )
-    assert response.status_code == 201, response.json()
+    names = [f"{e2e['prefix']}k{index}" for index in range(6)]
+    for name in names:
+        response = client.post(
+            "/api/v1/deckies/",
+            {"name": name, "services": ["ssh", "http"], "network": e2e["network"].name},
+            format="json",
+        )
+        assert response.status_code == 201, response.json()
     e2e["worker"].start()
-    response = client.post(f"/api/v1/deckies/{name}/deploy/")
-    assert response.status_code == 202
-    (lifecycle_id,) = response.json()["lifecycle_ids"]
-
-    def running() -> bool:
-        return DeckyLifecycle.objects.get(pk=lifecycle_id).status == "running"
-
-    _wait(running, 120, "the deploy to start", log)
-    e2e["worker"].kill()
-    time.sleep(1.5)
-    row = DeckyLifecycle.objects.get(pk=lifecycle_id)
-    assert row.status == "running", "nothing finishes a row whose worker was killed"
-
-    # The next worker sweeps rows older than the stale age as soon as it starts.
-    e2e["worker"].start(DECNET_LIFECYCLE_STALE_AFTER="1")
-    row = _wait(
-        lambda: DeckyLifecycle.objects.filter(pk=lifecycle_id, status="failed").first(), 60, "the start-up sweep", log
+    _wait(
+        lambda: DeckyLifecycle.objects.exists() or "running" in log.read_text(errors="replace"), 30, "the cluster", log
     )
-    assert row.error.startswith("worker lost during operation"), row.error
-    assert row.completed_at is not None
-    poll = client.get(f"/api/v1/deckies/lifecycle/?ids={lifecycle_id}").json()["rows"]
-    assert poll[0]["status"] == "failed"
+    time.sleep(1.0)  # the cluster is up
+    first: dict[str, str] = {}
+    for name in names:
+        response = client.post(f"/api/v1/deckies/{name}/deploy/")
+        assert response.status_code == 202, response.content
+        (first[name],) = response.json()["lifecycle_ids"]
+    time.sleep(0.7)
+    e2e["worker"].kill()
+    killed_at = time.monotonic()
+    open_at_kill = DeckyLifecycle.objects.filter(pk__in=first.values(), status__in=OPEN).count()
+    assert open_at_kill > 0, "the kill must land while work is in flight"
+
+    e2e["worker"].start()
+
+    def settled() -> bool:
+        return not DeckyLifecycle.objects.filter(pk__in=first.values(), status__in=OPEN).exists()
+
+    _wait(settled, 60, "every row of the killed cluster to end", log)
+    assert time.monotonic() - killed_at < 60
+    rows = list(DeckyLifecycle.objects.filter(pk__in=first.values()))
+    for row in rows:
+        if row.status == "failed":
+            assert "stopped while running deploy" in row.message, row.message
+            assert row.completed_at is not None
+    # A dead row never blocks a new request: deploying again creates new rows, and they succeed.
+    second = _poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {"names": names}, format="json"), log)
+    assert {row["id"] for row in second}.isdisjoint(first.values())
+    assert {row["status"] for row in second} == {"succeeded"}, second
+    for name in names:
+        assert _containers(name) == {None: "running", "ssh": "running", "http": "running"}

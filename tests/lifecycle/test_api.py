@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from lifecycle import services
 from lifecycle.models import DeckyLifecycle, Event
+from tests.lifecycle.factories import make_row
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +24,7 @@ def _rows(n: int, **kwargs: str) -> list[DeckyLifecycle]:
     rows = []
     base = timezone.now() - timedelta(minutes=n)
     for index in range(n):
-        row = services.lifecycle_create(decky_name=kwargs.get("decky", f"d-{index}"), operation="deploy")
+        row = make_row(kwargs.get("decky", f"d-{index}"), "deploy")
         DeckyLifecycle.objects.filter(pk=row.pk).update(started_at=base + timedelta(minutes=index))
         rows.append(row)
     return rows
@@ -39,10 +40,15 @@ class TestPoll:
         assert set(rows[0]) == {
             "id",
             "decky_name",
+            "decky_id",
+            "topology_id",
             "host_uuid",
             "operation",
             "status",
             "error",
+            "message",
+            "actor",
+            "worker",
             "started_at",
             "updated_at",
             "completed_at",
@@ -81,7 +87,7 @@ class TestLifecycleList:
     def test_newest_first_with_filters(self, viewer_client: APIClient) -> None:
         old, new = _rows(2, decky="web")
         services.lifecycle_fail(old.pk, "boom")
-        mutate = services.lifecycle_create(decky_name="db", operation="mutate")
+        mutate = make_row("db", "mutate")
 
         def ids(query: str = "") -> list[str]:
             response = viewer_client.get(f"{LIST}{query}")
@@ -153,6 +159,7 @@ class TestEvents:
 
     def test_newest_first_and_paginated(self, viewer_client: APIClient, events: list[Event]) -> None:
         body = viewer_client.get(f"{EVENTS}?limit=2").json()
+        assert sorted(Event.objects.values_list("topic", flat=True)) == sorted(e.topic for e in events)
         assert body["count"] == 5
         assert len(body["results"]) == 2
         assert body["results"][0]["topic"] == "topology.abc.status"

@@ -1,4 +1,4 @@
-"""DeckyLifecycle service tests: every case of DECNET's lifecycle repository tests, plus immutability."""
+"""Lifecycle rows: creation, the status machine (every legal and illegal move), immutability, events, leases."""
 
 from __future__ import annotations
 
@@ -12,180 +12,107 @@ from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
 from lifecycle import services
+from lifecycle.choices import LEGAL_LIFECYCLE_MOVES, LifecycleStatus
 from lifecycle.exceptions import LifecycleImmutableError, LifecycleNotFoundError
 from lifecycle.models import DeckyLifecycle, Event
+from lifecycle.selectors import lifecycle_poll
+from lifecycle.services import RowSpec
 
 pytestmark = pytest.mark.django_db
 
 
-def _row(lid: uuid.UUID) -> DeckyLifecycle:
-    (row,) = services.lifecycle_get_by_ids([lid])
+def create(decky: str = "decky-01", operation: str = "deploy", **kwargs: object) -> DeckyLifecycle:
+    (row,) = services.lifecycle_create([RowSpec(decky_name=decky, operation=operation, **kwargs)])  # type: ignore[arg-type]
     return row
 
 
+def fetch(lid: uuid.UUID) -> DeckyLifecycle:
+    return DeckyLifecycle.objects.get(pk=lid)
+
+
+def at(status: str) -> DeckyLifecycle:
+    """A row brought to ``status`` through legal moves."""
+    row = create()
+    if status == LifecycleStatus.PENDING:
+        return row
+    if status != LifecycleStatus.RUNNING:
+        return services.lifecycle_update(row.pk, status=status, error="x" if status == "failed" else None)
+    return services.lifecycle_start(row.pk)
+
+
 def test_create_returns_id_and_defaults_pending() -> None:
-    row = services.lifecycle_create(decky_name="decky-01", operation="deploy")
-    assert isinstance(row.pk, uuid.UUID)
-    fetched = _row(row.pk)
-    assert fetched.decky_name == "decky-01"
-    assert fetched.operation == "deploy"
-    assert fetched.status == "pending"
-    assert fetched.error is None
-    assert fetched.completed_at is None
-    assert fetched.started_at is not None
-    assert fetched.updated_at is not None
-
-
-def test_update_terminal_stamps_completed_at() -> None:
-    lid = services.lifecycle_create(decky_name="decky-01", operation="mutate").pk
-    services.lifecycle_update(lid, status="running")
-    assert _row(lid).status == "running"
-    assert _row(lid).completed_at is None
-    services.lifecycle_update(lid, status="succeeded")
-    assert _row(lid).status == "succeeded"
-    assert _row(lid).completed_at is not None
-
-
-def test_update_failure_carries_error() -> None:
-    lid = services.lifecycle_create(decky_name="decky-01", operation="deploy").pk
-    services.lifecycle_update(lid, status="failed", error="compose blew up")
-    row = _row(lid)
-    assert row.status == "failed"
-    assert row.error == "compose blew up"
-    assert row.completed_at is not None
-
-
-def test_update_stamps_updated_at() -> None:
-    row = services.lifecycle_create(decky_name="d", operation="deploy")
-    updated = services.lifecycle_update(row.pk, status="running")
-    assert updated.updated_at > row.updated_at
-
-
-def test_get_by_ids_empty_list_returns_empty() -> None:
-    assert services.lifecycle_get_by_ids([]) == []
-
-
-def test_get_by_ids_unknown_id_silently_omitted() -> None:
-    lid = services.lifecycle_create(decky_name="d", operation="deploy").pk
-    rows = services.lifecycle_get_by_ids([lid, "no-such-id", uuid.uuid4()])
-    assert [row.pk for row in rows] == [lid]
-
-
-def test_get_by_ids_ordered_by_started_at() -> None:
-    first = services.lifecycle_create(decky_name="a", operation="deploy").pk
-    second = services.lifecycle_create(decky_name="b", operation="deploy").pk
-    services.lifecycle_update(first, started_at=timezone.now() + timedelta(minutes=5))
-    assert [row.pk for row in services.lifecycle_get_by_ids([first, second])] == [second, first]
-
-
-def test_find_open_matches_pending_and_running() -> None:
-    lid = services.lifecycle_create(decky_name="decky-01", operation="deploy").pk
-    found = services.lifecycle_find_open("decky-01", "deploy")
-    assert found is not None
-    assert found.pk == lid
-    services.lifecycle_update(lid, status="running")
-    found = services.lifecycle_find_open("decky-01", "deploy")
-    assert found is not None
-    assert found.status == "running"
-
-
-def test_find_open_skips_terminal_rows() -> None:
-    lid = services.lifecycle_create(decky_name="decky-01", operation="deploy").pk
-    services.lifecycle_update(lid, status="succeeded")
-    assert services.lifecycle_find_open("decky-01", "deploy") is None
-
-
-def test_find_open_host_uuid_filter() -> None:
-    a = services.lifecycle_create(decky_name="d", operation="deploy", host_uuid="h1").pk
-    services.lifecycle_create(decky_name="d", operation="deploy", host_uuid="h2")
-    found = services.lifecycle_find_open("d", "deploy", host_uuid="h1")
-    assert found is not None
-    assert found.pk == a
-
-
-def test_find_open_distinguishes_operations() -> None:
-    services.lifecycle_create(decky_name="d", operation="deploy")
-    assert services.lifecycle_find_open("d", "mutate") is None
-
-
-def test_sweep_marks_stale_rows_failed() -> None:
-    stale = services.lifecycle_create(decky_name="old", operation="deploy").pk
-    services.lifecycle_update(stale, started_at=timezone.now() - timedelta(hours=2))
-    fresh = services.lifecycle_create(decky_name="new", operation="deploy").pk
-    cutoff = timezone.now() - timedelta(hours=1)
-    swept = services.lifecycle_sweep_stale(cutoff, reason="master restarted during operation")
-    assert swept == 1
-    rows = {row.pk: row for row in services.lifecycle_get_by_ids([stale, fresh])}
-    assert rows[stale].status == "failed"
-    assert rows[stale].error == "master restarted during operation"
-    assert rows[stale].completed_at is not None
-    assert rows[fresh].status == "pending"
-
-
-def test_sweep_no_op_when_no_stale_rows() -> None:
-    services.lifecycle_create(decky_name="d", operation="deploy")
-    assert services.lifecycle_sweep_stale(timezone.now() - timedelta(hours=1), reason="x") == 0
-
-
-def test_sweep_is_one_update_statement(django_assert_num_queries: DjangoAssertNumQueries) -> None:
-    for index in range(5):
-        row = services.lifecycle_create(decky_name=f"d{index}", operation="deploy")
-        services.lifecycle_update(row.pk, started_at=timezone.now() - timedelta(hours=3))
-    # One UPDATE for the rows, one INSERT for the audit event.
-    with django_assert_num_queries(2):
-        assert services.lifecycle_sweep_stale(timezone.now() - timedelta(hours=1), reason="restart") == 5
-
-
-def test_sweep_leaves_terminal_rows_alone() -> None:
-    done = services.lifecycle_create(decky_name="d", operation="deploy").pk
-    services.lifecycle_update(done, started_at=timezone.now() - timedelta(hours=3))
-    services.lifecycle_update(done, status="succeeded")
-    assert services.lifecycle_sweep_stale(timezone.now() - timedelta(hours=1), reason="x") == 0
-    assert _row(done).status == "succeeded"
-
-
-# --- immutability --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("terminal", ["succeeded", "failed"])
-@pytest.mark.parametrize("next_status", ["pending", "running", "succeeded", "failed"])
-def test_terminal_rows_are_immutable(terminal: str, next_status: str) -> None:
-    lid = services.lifecycle_create(decky_name="d", operation="deploy").pk
-    services.lifecycle_update(lid, status=terminal, error="boom" if terminal == "failed" else None)
-    before = _row(lid)
-    with pytest.raises(LifecycleImmutableError):
-        services.lifecycle_update(lid, status=next_status, error="late")
-    after = _row(lid)
-    assert (after.status, after.error, after.completed_at, after.updated_at) == (
-        before.status,
-        before.error,
-        before.completed_at,
-        before.updated_at,
+    row = fetch(create().pk)
+    assert (row.decky_name, row.operation, row.status, row.error, row.completed_at) == (
+        "decky-01",
+        "deploy",
+        "pending",
+        None,
+        None,
     )
+    assert row.job is not None
+    assert row.started_at is not None
 
 
-def test_terminal_row_error_cannot_be_rewritten() -> None:
-    lid = services.lifecycle_create(decky_name="d", operation="deploy").pk
-    services.lifecycle_update(lid, status="failed", error="original")
-    with pytest.raises(LifecycleImmutableError):
-        services.lifecycle_update(lid, error="rewritten")
-    assert _row(lid).error == "original"
+def test_rows_created_together_share_a_job_and_one_insert(django_assert_num_queries: DjangoAssertNumQueries) -> None:
+    specs = [RowSpec(decky_name=f"d{i}", operation="deploy") for i in range(50)]
+    # One INSERT for the rows, one for their events.
+    with django_assert_num_queries(2):
+        rows = services.lifecycle_create(specs)
+    assert len({row.job for row in rows}) == 1
+    assert DeckyLifecycle.objects.count() == 50
 
 
-def test_running_cannot_go_back_to_pending() -> None:
-    lid = services.lifecycle_create(decky_name="d", operation="deploy").pk
-    services.lifecycle_update(lid, status="running")
-    with pytest.raises(LifecycleImmutableError):
-        services.lifecycle_update(lid, status="pending")
+def test_a_spec_may_name_its_own_job() -> None:
+    job = uuid.uuid4()
+    rows = services.lifecycle_create(
+        [RowSpec(decky_name="a", operation="deploy", job=job), RowSpec(decky_name="b", operation="deploy")]
+    )
+    assert rows[0].job == job
+    assert rows[1].job != job
+
+
+@pytest.mark.parametrize("source", list(LifecycleStatus.values))
+@pytest.mark.parametrize("target", list(LifecycleStatus.values))
+def test_every_move_of_the_machine(source: str, target: str) -> None:
+    """The table of legal moves, exercised in full: legal ones move, every other one is refused unchanged."""
+    row = at(source)
+    before = fetch(row.pk)
+    if target in LEGAL_LIFECYCLE_MOVES[source]:
+        moved = services.lifecycle_update(row.pk, status=target, error="e" if target == "failed" else None)
+        assert moved.status == target
+        assert (moved.completed_at is not None) == (target in {"succeeded", "failed"})
+    else:
+        with pytest.raises(LifecycleImmutableError):
+            services.lifecycle_update(row.pk, status=target, error="late")
+        after = fetch(row.pk)
+        assert (after.status, after.error, after.completed_at, after.updated_at) == (
+            before.status,
+            before.error,
+            before.completed_at,
+            before.updated_at,
+        )
+
+
+def test_machine_table_is_the_documented_one() -> None:
+    assert {
+        "pending": {"running", "succeeded", "failed"},
+        "running": {"succeeded", "failed"},
+        "succeeded": set(),
+        "failed": set(),
+    } == LEGAL_LIFECYCLE_MOVES
+
+
+def test_failure_carries_error_and_message() -> None:
+    row = services.lifecycle_fail(create().pk, RuntimeError("engine down"), message="deploy of d failed")
+    assert (row.error, row.message, row.status) == ("RuntimeError: engine down", "deploy of d failed", "failed")
 
 
 def test_retry_writes_a_new_row() -> None:
-    first = services.lifecycle_create(decky_name="d", operation="deploy").pk
+    first = create().pk
     services.lifecycle_fail(first, RuntimeError("engine down"))
-    second = services.lifecycle_create(decky_name="d", operation="deploy").pk
+    second = create().pk
     assert first != second
-    assert _row(first).error == "RuntimeError: engine down"
-    assert _row(second).status == "pending"
+    assert fetch(second).status == "pending"
 
 
 def test_update_unknown_row_is_not_found() -> None:
@@ -194,24 +121,67 @@ def test_update_unknown_row_is_not_found() -> None:
 
 
 def test_error_text_is_bounded() -> None:
-    lid = services.lifecycle_create(decky_name="d", operation="deploy").pk
-    services.lifecycle_update(lid, status="failed", error="x" * 10_000)
-    assert len(_row(lid).error or "") == 2000
+    row = services.lifecycle_update(create().pk, status="failed", error="x" * 10_000)
+    assert len(row.error or "") == 2000
 
 
-def test_unknown_operation_rejected() -> None:
+def test_unknown_operation_and_status_rejected() -> None:
     with pytest.raises(ValueError, match="unknown lifecycle operation"):
-        services.lifecycle_create(decky_name="d", operation="explode")
+        create(operation="explode")
+    with pytest.raises(ValueError, match="starts pending or running"):
+        services.lifecycle_create([RowSpec(decky_name="d", operation="deploy")], status="succeeded")
+    with pytest.raises(ValueError, match="unknown lifecycle status"):
+        services.lifecycle_move([create().pk], to="exploded")
 
 
 def test_status_changes_are_recorded_as_events() -> None:
-    lid = services.lifecycle_create(decky_name="web-01", operation="deploy").pk
+    lid = create("web-01").pk
     services.lifecycle_start(lid)
-    services.lifecycle_succeed(lid)
-    statuses = [
-        event.payload["status"] for event in Event.objects.filter(topic="decky.web-01.lifecycle").order_by("id")
-    ]
-    assert statuses == ["pending", "running", "succeeded"]
+    services.lifecycle_succeed(lid, "web-01 is up")
+    events = Event.objects.filter(topic="decky.web-01.lifecycle").order_by("id")
+    assert [event.payload["status"] for event in events] == ["pending", "running", "succeeded"]
+    assert events.last().payload["message"] == "web-01 is up"  # type: ignore[union-attr]
+
+
+def test_topology_rows_have_their_own_topic() -> None:
+    topology = uuid.uuid4()
+    row = DeckyLifecycle(decky_name="gw", topology_id=topology, operation="deploy", status="pending")
+    assert services.lifecycle_topic(row) == f"topology.{topology}.decky.gw.lifecycle"
+
+
+def test_only_the_holding_worker_finishes_a_row() -> None:
+    row = create()
+    services.lifecycle_move([row.pk], to="running", worker="a@h:1:1", lease_until=timezone.now())
+    assert services.lifecycle_move([row.pk], to="succeeded", only_worker="b@h:2:2") == []
+    assert fetch(row.pk).status == "running"
+    (done,) = services.lifecycle_move([row.pk], to="succeeded", only_worker="a@h:1:1")
+    assert (done.status, done.lease_expires_at) == ("succeeded", None)
+
+
+def test_renew_extends_only_rows_the_worker_holds() -> None:
+    mine, theirs = create(), create()
+    soon = timezone.now() + timedelta(seconds=5)
+    services.lifecycle_move([mine.pk], to="running", worker="me@h:1:1", lease_until=soon)
+    services.lifecycle_move([theirs.pk], to="running", worker="them@h:2:2", lease_until=soon)
+    later = timezone.now() + timedelta(minutes=5)
+    assert services.lifecycle_renew([mine.pk, theirs.pk], worker="me@h:1:1", until=later) == 1
+    assert fetch(mine.pk).lease_expires_at == later
+    assert fetch(theirs.pk).lease_expires_at == soon
+
+
+def test_mark_queued_hands_a_row_over_once_per_cutoff() -> None:
+    row = create()
+    cutoff = timezone.now()
+    assert services.lifecycle_mark_queued([row.pk], not_since=cutoff) == [row.pk]
+    assert services.lifecycle_mark_queued([row.pk], not_since=cutoff) == []
+    assert fetch(row.pk).queue_count == 1
+
+
+def test_poll_orders_by_start_and_omits_unknown_ids() -> None:
+    first, second = create("a"), create("b")
+    DeckyLifecycle.objects.filter(pk=first.pk).update(started_at=timezone.now() + timedelta(minutes=5))
+    rows = lifecycle_poll(ids=[str(first.pk), str(second.pk), "garbage", str(uuid.uuid4())])
+    assert [row.pk for row in rows] == [second.pk, first.pk]
 
 
 @pytest.mark.postgres
@@ -219,7 +189,7 @@ def test_status_changes_are_recorded_as_events() -> None:
 def test_concurrent_terminal_writes_have_one_winner() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("row-level concurrency is measured on PostgreSQL")
-    lid = services.lifecycle_create(decky_name="d", operation="deploy").pk
+    lid = create().pk
     services.lifecycle_start(lid)
     outcomes: list[str] = []
     barrier = threading.Barrier(8)

@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from lifecycle import services as lifecycle_services
+from tests.lifecycle.factories import make_row
 from topology import services
 from topology.models import LAN, Topology
 
@@ -53,7 +54,7 @@ def test_inlines_locked_once_not_pending(admin_client_: Client) -> None:
 
 
 def test_terminal_lifecycle_row_cannot_be_edited_in_admin(admin_client_: Client) -> None:
-    row = lifecycle_services.lifecycle_create(decky_name="d", operation="deploy")
+    row = make_row("d", "deploy")
     lifecycle_services.lifecycle_fail(row.pk, "boom")
     url = reverse("admin:lifecycle_deckylifecycle_change", args=[row.pk])
     admin_client_.post(url, {"status": "pending", "error": ""})

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from deckies.engine import compose, runtime
+from deckies.engine import naming
 from deckies.models import Decky, DeckyService
 from lifecycle.models import Event
 from tests.deckies import fakes
@@ -50,27 +50,9 @@ def maze() -> Maze:
 
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any) -> fakes.FakeEngine:
-    """The recording engine fake for decky functions, plus topology deploy/teardown that always succeed."""
+    """The recording engine fake (topology deploys render for real and always succeed)."""
     settings.DECNET_DATA_DIR = tmp_path
-    fake = fakes.install(monkeypatch)
-
-    def deploy(topology: Topology) -> runtime.TopologyDeployReport:
-        fake.calls.append(("deploy_topology", topology.name))
-        lans, deckies, edges = list(topology.lans.all()), list(topology.deckies.all()), list(topology.edges.all())
-        ips = compose.allocate_edge_ips(lans, deckies, edges)
-        names = {d.pk: d.name for d in deckies}
-        lan_names = {lan.pk: lan.name for lan in lans}
-        report = runtime.TopologyDeployReport(decky_running=dict.fromkeys(names.values(), True))
-        for edge in edges:
-            report.addresses.setdefault(names[edge.decky_id], {})[lan_names[edge.lan_id]] = ips[edge.pk]
-        return report
-
-    def teardown(topology: Topology) -> None:
-        fake.calls.append(("teardown_topology", topology.name))
-
-    monkeypatch.setattr(runtime, "deploy_topology", deploy)
-    monkeypatch.setattr(runtime, "teardown_topology", teardown)
-    return fake
+    return fakes.install(monkeypatch)
 
 
 # --- permissions ------------------------------------------------------------------------------------------------------
@@ -197,14 +179,14 @@ class TestTopologies:
         with django_assert_max_num_queries(13):  # 2 of them load the viewer's permissions
             response = viewer_client.get(url(maze))
         assert response.status_code == 200
-        assert response["ETag"] == '"1"'
+        assert response["ETag"] == '"6"'  # every write bumps the version, with or without an expected one
         body = response.json()
         assert [lan["name"] for lan in body["lans"]][:2] == ["corp", "dmz"]
         assert [decky["name"] for decky in body["deckies"]] == ["db", "gw", "web"]
         gw = next(decky for decky in body["deckies"] if decky["name"] == "gw")
         assert gw["addresses"] == {"corp": None, "dmz": None}
         assert gw["services"] == ["ssh"]
-        assert gw["topology_version"] == 1
+        assert gw["topology_version"] == 6
         assert sorted((edge["decky"], edge["lan"]) for edge in body["edges"]) == [
             ("db", "corp"),
             ("gw", "corp"),
@@ -556,7 +538,9 @@ class TestDeployTeardown:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             response = operator_client.post(url(maze, "deploy"))
         assert response.status_code == 202, response.json()
-        assert response["Location"] == url(maze)
+        ids = response.json()["lifecycle_ids"]
+        assert len(ids) == 3  # one row per decky
+        assert response["Location"] == f"/api/v1/deckies/lifecycle/?ids={'%2C'.join(ids)}"
         assert response.json()["status"] == "deploying"
         assert response.json()["legal_next"] == ["active", "degraded", "failed", "tearing_down"]
         for callback in callbacks:
@@ -608,11 +592,11 @@ class TestDeployTeardown:
             response = operator_client.post(url(maze, "teardown"))
         assert response.status_code == 202
         assert response.json()["status"] == "tearing_down"
-        assert response["Location"] == url(maze)
+        assert len(response.json()["lifecycle_ids"]) == 3
         for callback in callbacks:
             callback()
         assert status_of(maze) == "torn_down"
-        assert ("teardown_topology", "maze") in engine.calls
+        assert ("remove_project", naming.topology_project(maze.topology.pk)) in engine.calls
         assert operator_client.delete(url(maze)).status_code == 204
 
     def test_teardown_of_pending_is_409(self, operator_client: APIClient, maze: Maze) -> None:

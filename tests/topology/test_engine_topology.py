@@ -17,7 +17,7 @@ import pytest
 
 from deckies.engine import docker_api, naming
 from deckies.models import CustomService, Decky
-from deckies.services import decky_create
+from lifecycle.models import DeckyLifecycle
 from tests.deckies import fakes
 from topology import operations, services
 from topology.models import Edge, Topology, TopologyStatusEvent
@@ -55,11 +55,12 @@ def maze() -> Iterator[Topology]:
     """Built as the API builds it: ``dmz`` (web), internal ``corp`` (db), ``gw`` bridging both; no address set."""
     dmz_subnet, corp_subnet = _two_subnets()
     topology = services.topology_create(name=f"engine-{secrets.token_hex(3)}")
-    dmz = services.lan_create(topology_id=topology.pk, name="dmz", subnet=dmz_subnet, is_dmz=True)
-    corp = services.lan_create(topology_id=topology.pk, name="corp", subnet=corp_subnet)
-    gw = decky_create(name="gw", services=["ssh"], topology=topology, hostname="gw01")
-    web = decky_create(name="web", services=["http"], topology=topology, hostname="web01")
-    db = decky_create(name="db", services=["redis"], topology=topology, hostname="db01")
+    dmz = services.lan_create(topology_id=topology.pk, name="dmz", subnet=dmz_subnet, is_dmz=True).value
+    corp = services.lan_create(topology_id=topology.pk, name="corp", subnet=corp_subnet).value
+    gw, web, db = (
+        services.topology_decky_create(topology_id=topology.pk, name=name, services=[svc], hostname=f"{name}01").value
+        for name, svc in (("gw", "ssh"), ("web", "http"), ("db", "redis"))
+    )
     for decky, lan, bridge in ((gw, dmz, True), (gw, corp, True), (web, dmz, False), (db, corp, False)):
         services.edge_create(
             topology_id=topology.pk, decky_id=decky.pk, lan_id=lan.pk, is_bridge=bridge, forwards_l3=bridge
@@ -76,7 +77,12 @@ def _status(topology: Topology) -> str:
 
 def test_deploy_to_active_then_teardown_leaves_nothing(maze: Topology, django_capture_on_commit_callbacks: Any) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        operations.topology_deploy_request(topology=maze, run_inline=True, actor="test")
+        _, rows = operations.topology_deploy_request(topology=maze, run_inline=True, actor="test")
+    assert {row.decky_name for row in rows} == {"gw", "web", "db"}
+    finished = {row.decky_name: row for row in DeckyLifecycle.objects.filter(pk__in=[row.pk for row in rows])}
+    assert {row.status for row in finished.values()} == {"succeeded"}, [row.message for row in finished.values()]
+    assert "on corp" in finished["gw"].message
+    assert "on dmz" in finished["gw"].message
     reasons = list(TopologyStatusEvent.objects.filter(topology=maze).values_list("reason", flat=True))
     assert _status(maze) == "active", reasons
 

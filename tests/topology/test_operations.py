@@ -1,21 +1,22 @@
-"""Topology deploy / teardown operations with the engine faked (failure injection), their tasks, and the sweep."""
+"""Topology deploy / teardown through the job layer with the engine faked (failure injection), and the reaper ending
+lost topology jobs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from deckies.engine import compose, runtime
+from deckies.engine import naming
 from deckies.engine.errors import ComposeCommandError, EngineUnavailableError
 from deckies.models import Decky
-from deckies.operations import QueueUnavailableError
-from lifecycle.models import Event
-from topology import operations, services, tasks
+from lifecycle import jobs, reaper
+from lifecycle.jobs import QueueUnavailableError
+from lifecycle.models import DeckyLifecycle, Event
+from tests.deckies import fakes
+from topology import operations, services
 from topology.exceptions import TopologyValidationError, VersionConflict
 from topology.models import LAN, Edge, Topology, TopologyStatusEvent
 from topology.status import TopologyStatusError
@@ -25,50 +26,10 @@ from .factories import Maze, make_maze
 pytestmark = pytest.mark.django_db
 
 
-@dataclass
-class FakeTopologyEngine:
-    """Stands in for the engine's topology functions; ``fail[name]`` raises, ``down`` lists deckies not running,
-    ``during_deploy`` runs inside the deploy call (to simulate a concurrent request)."""
-
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    fail: dict[str, BaseException] = field(default_factory=dict)
-    down: set[str] = field(default_factory=set)
-    during_deploy: Callable[[Topology], object] | None = None
-
-    def deploy_topology(self, topology: Topology) -> runtime.TopologyDeployReport:
-        self.calls.append(("deploy", topology.name))
-        if self.during_deploy is not None:
-            self.during_deploy(topology)
-        if "deploy" in self.fail:
-            raise self.fail["deploy"]
-        lans = list(topology.lans.all())
-        deckies = list(topology.deckies.all())
-        edges = list(topology.edges.all())
-        ips = compose.allocate_edge_ips(lans, deckies, edges)
-        lan_name = {lan.pk: lan.name for lan in lans}
-        decky_name = {decky.pk: decky.name for decky in deckies}
-        report = runtime.TopologyDeployReport()
-        for edge in edges:
-            report.addresses.setdefault(decky_name[edge.decky_id], {})[lan_name[edge.lan_id]] = ips[edge.pk]
-        project = f"decnet-t-{topology.short_id}"
-        for decky in sorted(deckies, key=lambda d: d.name):
-            report.decky_running[decky.name] = decky.name not in self.down
-            if decky.name in self.down:
-                report.not_running.append(f"{project}-{decky.name}-ssh")
-        return report
-
-    def teardown_topology(self, topology: Topology) -> None:
-        self.calls.append(("teardown", topology.name))
-        if "teardown" in self.fail:
-            raise self.fail["teardown"]
-
-
 @pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch) -> FakeTopologyEngine:
-    fake = FakeTopologyEngine()
-    monkeypatch.setattr(runtime, "deploy_topology", fake.deploy_topology)
-    monkeypatch.setattr(runtime, "teardown_topology", fake.teardown_topology)
-    return fake
+def engine(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any) -> fakes.FakeEngine:
+    settings.DECNET_DATA_DIR = tmp_path
+    return fakes.install(monkeypatch)
 
 
 @pytest.fixture
@@ -117,21 +78,16 @@ class TestDeployRequest:
     def test_moves_to_deploying_and_queues_after_commit(
         self, maze: Maze, queued: list[Any], django_capture_on_commit_callbacks: Any
     ) -> None:
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            moved = operations.topology_deploy_request(topology=maze.topology, actor="alice")
+        with django_capture_on_commit_callbacks(execute=True):
+            moved, rows = operations.topology_deploy_request(topology=maze.topology, actor="alice")
         assert moved.status == "deploying"
-        assert len(callbacks) >= 1
-        assert queued == [
-            (
-                "topology.tasks.topology_deploy_task",
-                (str(maze.topology.pk),),
-                {
-                    "task_name": f"topology_deploy_task-{maze.topology.pk}",
-                    "group": "decnet-topologies",
-                    "timeout": queued[0][2]["timeout"],
-                },
-            )
-        ]
+        # One row per decky, all in one job, referencing the decky and the topology for real.
+        assert sorted((row.decky_name, row.decky_id) for row in rows) == sorted(
+            (d.name, d.pk) for d in Decky.objects.filter(topology=maze.topology)
+        )
+        assert {(row.topology_id, row.operation, row.actor) for row in rows} == {(maze.topology.pk, "deploy", "alice")}
+        assert len({row.job for row in rows}) == 1
+        assert [(call[0], call[1]) for call in queued] == [(jobs.JOB_TASK, (str(rows[0].job),))]
         assert moves(maze.topology) == [("pending", "deploying")]
         assert reasons(maze.topology) == ["deploy requested by alice"]
 
@@ -185,20 +141,24 @@ class TestDeployRequest:
             operations.topology_deploy_request(topology=maze.topology)
         assert status_of(maze.topology) == "failed"
         assert "redis down" in reasons(maze.topology)[-1]
+        assert set(DeckyLifecycle.objects.values_list("status", flat=True)) == {"failed"}
 
     def test_runs_through_the_real_task_queue_in_sync_mode(
-        self, maze: Maze, engine: FakeTopologyEngine, django_capture_on_commit_callbacks: Any
+        self, maze: Maze, engine: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
     ) -> None:
         # Test settings run django-q2 tasks inline: this exercises the dotted task path end to end.
         with django_capture_on_commit_callbacks(execute=True):
-            operations.topology_deploy_request(topology=maze.topology)
+            _, rows = operations.topology_deploy_request(topology=maze.topology)
         assert status_of(maze.topology) == "active"
-        assert engine.calls == [("deploy", "maze")]
+        assert engine.names("deploy_project") == [naming.topology_project(maze.topology.pk)]
+        assert set(DeckyLifecycle.objects.filter(pk__in=[r.pk for r in rows]).values_list("status", flat=True)) == {
+            "succeeded"
+        }
 
 
 class TestRunDeploy:
     def test_success_records_states_addresses_and_active(
-        self, maze: Maze, engine: FakeTopologyEngine, django_capture_on_commit_callbacks: Any
+        self, maze: Maze, engine: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
     ) -> None:
         deployed(maze, django_capture_on_commit_callbacks)
         assert moves(maze.topology) == [("pending", "deploying"), ("deploying", "active")]
@@ -216,31 +176,32 @@ class TestRunDeploy:
         assert primary == {"db": "10.201.2.2", "gw": "10.201.1.2", "web": "10.201.1.3"}
         topics = set(Event.objects.values_list("topic", flat=True))
         assert f"topology.{maze.topology.pk}.status" in topics
-        assert f"decky.t:{maze.topology.pk}:web.state" in topics
+        assert f"topology.{maze.topology.pk}.decky.web.state" in topics
 
     def test_explicit_addresses_are_kept(
-        self, maze: Maze, engine: FakeTopologyEngine, django_capture_on_commit_callbacks: Any
+        self, maze: Maze, engine: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
     ) -> None:
         Edge.objects.filter(decky=maze.db).update(ip="10.201.2.50")
         deployed(maze, django_capture_on_commit_callbacks)
         assert Edge.objects.get(decky=maze.db).ip == "10.201.2.50"
 
     def test_containers_not_running_degrade(
-        self, maze: Maze, engine: FakeTopologyEngine, django_capture_on_commit_callbacks: Any
+        self, maze: Maze, engine: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
     ) -> None:
-        engine.down = {"db"}
+        engine.not_ready["db"] = ("service ssh: container x-db-ssh is exited",)
         with django_capture_on_commit_callbacks(execute=True):
             operations.topology_deploy_request(topology=maze.topology, run_inline=True)
         assert status_of(maze.topology) == "degraded"
-        short = maze.topology.short_id
-        assert reasons(maze.topology)[-1] == f"post-deploy check: 1 container(s) not running: decnet-t-{short}-db-ssh"
+        assert reasons(maze.topology)[-1] == "post-deploy check: 1 decky(s) not ready: db"
         assert states(maze.topology) == {"db": "failed", "gw": "running", "web": "running"}
-        assert Decky.objects.get(pk=maze.db.pk).last_error == f"not running after deploy: decnet-t-{short}-db-ssh"
+        assert Decky.objects.get(pk=maze.db.pk).last_error == "db: service ssh: container x-db-ssh is exited"
 
     def test_engine_error_fails_with_reason_and_stderr(
-        self, maze: Maze, engine: FakeTopologyEngine, django_capture_on_commit_callbacks: Any
+        self, maze: Maze, engine: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
     ) -> None:
-        engine.fail["deploy"] = ComposeCommandError("compose up failed", stderr_tail="network overlaps", returncode=1)
+        engine.fail["deploy_project"] = ComposeCommandError(
+            "compose up failed", stderr_tail="network overlaps", returncode=1
+        )
         with django_capture_on_commit_callbacks(execute=True):
             operations.topology_deploy_request(topology=maze.topology, run_inline=True)
         assert status_of(maze.topology) == "failed"
@@ -250,39 +211,35 @@ class TestRunDeploy:
         assert set(states(maze.topology).values()) == {"failed"}
 
     def test_any_exception_fails_never_stays_deploying(
-        self, maze: Maze, engine: FakeTopologyEngine, django_capture_on_commit_callbacks: Any
+        self, maze: Maze, engine: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
     ) -> None:
-        engine.fail["deploy"] = RuntimeError("boom")
+        engine.fail["deploy_project"] = RuntimeError("boom")
         with django_capture_on_commit_callbacks(execute=True):
             operations.topology_deploy_request(topology=maze.topology, run_inline=True)
         assert status_of(maze.topology) == "failed"
         assert reasons(maze.topology)[-1] == "RuntimeError: boom"
 
-    def test_engine_unavailable_fails(self, maze: Maze, engine: FakeTopologyEngine) -> None:
-        services.topology_transition(topology_id=maze.topology.pk, to="deploying")
-        engine.fail["deploy"] = EngineUnavailableError("docker is down")
-        operations.run_deploy(maze.topology.pk)
+    def test_engine_unavailable_fails(self, maze: Maze, engine: fakes.FakeEngine, queued: list[Any]) -> None:
+        _, rows = operations.topology_deploy_request(topology=maze.topology)
+        engine.fail["deploy_project"] = EngineUnavailableError("docker is down")
+        jobs.run_job(rows[0].job or rows[0].pk)
         assert status_of(maze.topology) == "failed"
+        assert set(DeckyLifecycle.objects.values_list("status", flat=True)) == {"failed"}
 
-    def test_worker_stop_fails_and_reraises(self, maze: Maze, engine: FakeTopologyEngine) -> None:
-        services.topology_transition(topology_id=maze.topology.pk, to="deploying")
-        engine.fail["deploy"] = KeyboardInterrupt()
+    def test_worker_stop_fails_and_reraises(self, maze: Maze, engine: fakes.FakeEngine, queued: list[Any]) -> None:
+        _, rows = operations.topology_deploy_request(topology=maze.topology)
+        engine.fail["deploy_project"] = KeyboardInterrupt()
         with pytest.raises(KeyboardInterrupt):
-            operations.run_deploy(maze.topology.pk)
+            jobs.run_job(rows[0].job or rows[0].pk)
         assert status_of(maze.topology) == "failed"
 
-    def test_not_deploying_is_left_alone(self, maze: Maze, engine: FakeTopologyEngine) -> None:
-        operations.run_deploy(maze.topology.pk)
-        operations.run_deploy("00000000-0000-0000-0000-000000000000")
-        assert engine.calls == []
-        assert status_of(maze.topology) == "pending"
+    def test_teardown_during_deploy_wins(self, maze: Maze, engine: fakes.FakeEngine, queued: list[Any]) -> None:
+        _, rows = operations.topology_deploy_request(topology=maze.topology)
 
-    def test_teardown_during_deploy_wins(self, maze: Maze, engine: FakeTopologyEngine, queued: list[Any]) -> None:
-        services.topology_transition(topology_id=maze.topology.pk, to="deploying")
-        engine.during_deploy = lambda topology: operations.topology_teardown_request(topology=topology)
-        operations.run_deploy(maze.topology.pk)
+        engine.during_ready = lambda: operations.topology_teardown_request(topology=maze.topology)
+        jobs.run_job(rows[0].job or rows[0].pk)
         # The deploy removed what it created and recorded nothing; the queued teardown finishes the job.
-        assert engine.calls == [("deploy", "maze"), ("teardown", "maze")]
+        assert [name for name, _ in engine.calls if name.endswith("_project")] == ["deploy_project", "remove_project"]
         assert status_of(maze.topology) == "tearing_down"
         assert set(states(maze.topology).values()) == {"pending"}
         assert not Edge.objects.filter(ip__isnull=False).exists()
@@ -293,36 +250,37 @@ class TestRunDeploy:
 
 class TestTeardown:
     def test_active_to_torn_down(
-        self, maze: Maze, engine: FakeTopologyEngine, django_capture_on_commit_callbacks: Any
+        self, maze: Maze, engine: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
     ) -> None:
         deployed(maze, django_capture_on_commit_callbacks)
         with django_capture_on_commit_callbacks(execute=True):
-            moved = operations.topology_teardown_request(topology=maze.topology, run_inline=True, actor="bob")
+            moved, rows = operations.topology_teardown_request(topology=maze.topology, run_inline=True, actor="bob")
         assert moved.status == "tearing_down"
+        assert {row.operation for row in rows} == {"teardown"}
         assert status_of(maze.topology) == "torn_down"
         assert moves(maze.topology)[-2:] == [("active", "tearing_down"), ("tearing_down", "torn_down")]
         assert reasons(maze.topology)[-2:] == ["teardown requested by bob", "teardown complete"]
         assert set(states(maze.topology).values()) == {"torn_down"}
 
-    def test_queues_the_teardown_task(
+    def test_queues_the_teardown_job(
         self, maze: Maze, queued: list[Any], django_capture_on_commit_callbacks: Any
     ) -> None:
         services.topology_transition(topology_id=maze.topology.pk, to="deploying")
         with django_capture_on_commit_callbacks(execute=True):
-            operations.topology_teardown_request(topology=maze.topology)
-        assert [call[0] for call in queued] == ["topology.tasks.topology_teardown_task"]
+            _, rows = operations.topology_teardown_request(topology=maze.topology)
+        assert [call[:2] for call in queued] == [(jobs.JOB_TASK, (str(rows[0].job),))]
 
     def test_engine_error_degrades_and_can_retry(
-        self, maze: Maze, engine: FakeTopologyEngine, django_capture_on_commit_callbacks: Any
+        self, maze: Maze, engine: fakes.FakeEngine, django_capture_on_commit_callbacks: Any
     ) -> None:
         deployed(maze, django_capture_on_commit_callbacks)
-        engine.fail["teardown"] = ComposeCommandError("down failed", stderr_tail="device busy")
+        engine.fail["remove_project"] = ComposeCommandError("down failed", stderr_tail="device busy")
         with django_capture_on_commit_callbacks(execute=True):
             operations.topology_teardown_request(topology=maze.topology, run_inline=True)
         assert status_of(maze.topology) == "degraded"
         assert "device busy" in reasons(maze.topology)[-1]
         assert set(states(maze.topology).values()) == {"teardown_failed"}
-        del engine.fail["teardown"]
+        del engine.fail["remove_project"]
         with django_capture_on_commit_callbacks(execute=True):
             operations.topology_teardown_request(topology=maze.topology, run_inline=True)
         assert status_of(maze.topology) == "torn_down"
@@ -338,11 +296,7 @@ class TestTeardown:
     def test_allowed_from_deploying_failed_degraded(self, maze: Maze, path: list[str], queued: list[Any]) -> None:
         for step in path:
             services.topology_transition(topology_id=maze.topology.pk, to=step)
-        assert operations.topology_teardown_request(topology=maze.topology).status == "tearing_down"
-
-    def test_run_teardown_ignores_other_statuses(self, maze: Maze, engine: FakeTopologyEngine) -> None:
-        operations.run_teardown(maze.topology.pk)
-        assert engine.calls == []
+        assert operations.topology_teardown_request(topology=maze.topology)[0].status == "tearing_down"
 
     def test_refused_enqueue_degrades(
         self, maze: Maze, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
@@ -359,56 +313,36 @@ class TestTeardown:
         assert status_of(maze.topology) == "degraded"
 
 
-# --- sweep and tasks --------------------------------------------------------------------------------------------------
+# --- lost workers -----------------------------------------------------------------------------------------------------
 
 
-def _aged(maze: Maze, path: list[str], minutes: int) -> None:
-    for step in path:
-        services.topology_transition(topology_id=maze.topology.pk, to=step)
-    Topology.objects.filter(pk=maze.topology.pk).update(status_changed_at=timezone.now() - timedelta(minutes=minutes))
+def _lost(rows: list[DeckyLifecycle]) -> None:
+    """Their worker claimed them, then vanished: the lease lapses."""
+    DeckyLifecycle.objects.filter(pk__in=[row.pk for row in rows]).update(
+        status="running", worker="decnet@gone:1:1", lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
 
 
-class TestSweep:
-    def test_stuck_deploying_fails(self, maze: Maze) -> None:
-        _aged(maze, ["deploying"], minutes=90)
-        assert operations.sweep_stuck(timedelta(hours=1)) == 1
+class TestLostWorkers:
+    def test_a_lost_deploy_fails_the_topology_through_the_reaper(self, maze: Maze, queued: list[Any]) -> None:
+        _, rows = operations.topology_deploy_request(topology=maze.topology)
+        _lost(rows)
+        reaper.reap()
         assert status_of(maze.topology) == "failed"
-        assert reasons(maze.topology)[-1].startswith("worker lost during operation")
+        assert "worker decnet@gone:1:1 stopped while running deploy" in reasons(maze.topology)[-1]
         assert set(states(maze.topology).values()) == {"failed"}
-        assert operations.sweep_stuck(timedelta(hours=1)) == 0
 
-    def test_stuck_tearing_down_degrades(self, maze: Maze) -> None:
-        _aged(maze, ["deploying", "active", "tearing_down"], minutes=90)
-        assert operations.sweep_stuck(timedelta(hours=1)) == 1
+    def test_a_lost_teardown_degrades_the_topology(
+        self, maze: Maze, engine: fakes.FakeEngine, queued: list[Any], django_capture_on_commit_callbacks: Any
+    ) -> None:
+        deployed_rows = operations.topology_deploy_request(topology=maze.topology)[1]
+        jobs.run_job(deployed_rows[0].job or deployed_rows[0].pk)
+        _, rows = operations.topology_teardown_request(topology=maze.topology)
+        _lost(rows)
+        reaper.reap()
         assert status_of(maze.topology) == "degraded"
-        assert reasons(maze.topology)[-1].startswith("worker lost during operation")
-        assert set(states(maze.topology).values()) == {"teardown_failed"}
-
-    def test_recent_and_settled_topologies_are_left_alone(self) -> None:
-        recent = make_maze(name="recent", subnets=("10.202.1.0/24", "10.202.2.0/24"))
-        _aged(recent, ["deploying"], minutes=5)
-        settled = make_maze(name="settled", subnets=("10.203.1.0/24", "10.203.2.0/24"))
-        _aged(settled, ["deploying", "active"], minutes=600)
-        assert operations.sweep_stuck(timedelta(hours=1)) == 0
-        assert (status_of(recent.topology), status_of(settled.topology)) == ("deploying", "active")
-
-    def test_sweep_task_uses_the_configured_age(self, maze: Maze, settings: Any) -> None:
-        settings.DECNET_LIFECYCLE_STALE_AFTER = 60
-        _aged(maze, ["deploying"], minutes=2)
-        assert tasks.sweep_stuck_task() == 1
-
-
-class TestTasks:
-    def test_deploy_task_runs_the_deploy(self, maze: Maze, engine: FakeTopologyEngine) -> None:
-        services.topology_transition(topology_id=maze.topology.pk, to="deploying")
-        tasks.topology_deploy_task(str(maze.topology.pk))
-        assert status_of(maze.topology) == "active"
-
-    def test_teardown_task_runs_the_teardown(self, maze: Maze, engine: FakeTopologyEngine) -> None:
-        for step in ("deploying", "failed", "tearing_down"):
-            services.topology_transition(topology_id=maze.topology.pk, to=step)
-        tasks.topology_teardown_task(str(maze.topology.pk))
-        assert status_of(maze.topology) == "torn_down"
+        # From degraded a teardown can be requested again.
+        assert operations.topology_teardown_request(topology=maze.topology)[0].status == "tearing_down"
 
 
 def test_admin_actions_queue_deploy_and_teardown(maze: Maze, queued: list[Any]) -> None:

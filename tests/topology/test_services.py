@@ -68,11 +68,11 @@ def test_lan_create_with_matching_version_bumps() -> None:
     assert topology.version == 2
 
 
-def test_lan_create_without_version_does_not_bump() -> None:
+def test_every_write_bumps_even_without_an_expected_version() -> None:
     topology = TopologyFactory.create()
-    services.lan_create(topology_id=topology.pk, name="dmz")
+    edited = services.lan_create(topology_id=topology.pk, name="dmz")
     topology.refresh_from_db()
-    assert topology.version == 1
+    assert topology.version == edited.version == 2
 
 
 def test_stale_version_conflicts_and_writes_nothing() -> None:
@@ -86,8 +86,8 @@ def test_stale_version_conflicts_and_writes_nothing() -> None:
 
 
 def test_lan_auto_subnet_avoids_live_topologies() -> None:
-    first = services.lan_create(topology_id=TopologyFactory.create().pk, name="x")
-    second = services.lan_create(topology_id=TopologyFactory.create().pk, name="x")
+    first = services.lan_create(topology_id=TopologyFactory.create().pk, name="x").value
+    second = services.lan_create(topology_id=TopologyFactory.create().pk, name="x").value
     assert first.subnet != second.subnet
 
 

@@ -37,14 +37,16 @@ def parse_syn(packet: bytes) -> tuple[str, int, str, int] | None:
 
 
 def capture(settings: Settings, log: EventLog, stop: threading.Event) -> None:
-    """Log the start-up, then SYNs until ``stop`` (or idle if raw sockets are not permitted)."""
-    log.emit("startup", hostname=settings.hostname, capture="AF_PACKET")
+    """Open the capture, log the start-up (only then: a SYN sent after "startup" is never missed), then log SYNs
+    until ``stop`` (or idle if raw sockets are not permitted)."""
     try:
         raw = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
     except (OSError, AttributeError) as exc:
+        log.emit("startup", hostname=settings.hostname, capture="none")
         warn(f"sniffer: packet capture unavailable ({exc}); idling")
         stop.wait()
         return
+    log.emit("startup", hostname=settings.hostname, capture="AF_PACKET")
     raw.settimeout(1.0)
     window = float(settings.integer("dedupe_seconds", 60))
     seen: dict[tuple[str, str, int], float] = {}

@@ -10,11 +10,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deckies import scopes
 from deckies.engine import compose, naming, runner, runtime
 from deckies.engine.errors import RenderError
 from deckies.services import decky_create
-from tests.deckies.engine.builders import make_custom_service, make_fleet, make_network, make_topology, reload
+from tests.deckies.engine.builders import (
+    fleet_yaml,
+    make_custom_service,
+    make_fleet,
+    make_network,
+    make_topology,
+    reload,
+    topology_rendered,
+)
 from tests.deckies.engine.conftest import assert_golden
+from tests.deckies.factories import set_state
 from topology.models import LAN, Edge, Topology
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("default_names")]
@@ -54,37 +64,37 @@ def _compose_config_ok(path: Path) -> None:
 
 
 def test_fleet_bridge_golden(fleet_bridge: list, tmp_path: Path) -> None:
-    text = runtime.render_fleet(include=fleet_bridge)
+    text = fleet_yaml(include=fleet_bridge)
     assert_golden("fleet_bridge.yml", text)
     (tmp_path / "f.yml").write_text(text)
     _compose_config_ok(tmp_path / "f.yml")
 
 
 def test_fleet_macvlan_golden(fleet_macvlan: list, tmp_path: Path) -> None:
-    text = runtime.render_fleet(include=fleet_macvlan)
+    text = fleet_yaml(include=fleet_macvlan)
     assert_golden("fleet_macvlan.yml", text)
     (tmp_path / "f.yml").write_text(text)
     _compose_config_ok(tmp_path / "f.yml")
 
 
 def test_topology_golden(topology, tmp_path: Path) -> None:
-    text = runtime._render_topology(topology).yaml
+    text = topology_rendered(topology).yaml
     assert_golden("topology.yml", text)
     (tmp_path / "t.yml").write_text(text)
     _compose_config_ok(tmp_path / "t.yml")
 
 
 def test_render_is_order_independent_and_repeatable(fleet_bridge: list) -> None:
-    first = runtime.render_fleet(include=fleet_bridge)
+    first = fleet_yaml(include=fleet_bridge)
     shuffled = list(reload(fleet_bridge))
     random.Random(7).shuffle(shuffled)
-    assert runtime.render_fleet(include=shuffled) == first
+    assert fleet_yaml(include=shuffled) == first
     assert "&id" not in first
     assert "*id" not in first
 
 
 def test_fleet_document_shape(fleet_bridge: list) -> None:
-    doc = yaml.safe_load(runtime.render_fleet(include=fleet_bridge))
+    doc = yaml.safe_load(fleet_yaml(include=fleet_bridge))
     assert doc["name"] == naming.fleet_project()
     services = doc["services"]
     base = services["win-01"]
@@ -122,7 +132,7 @@ def test_fleet_document_shape(fleet_bridge: list) -> None:
 
 
 def test_macvlan_network_and_mac(fleet_macvlan: list) -> None:
-    doc = yaml.safe_load(runtime.render_fleet(include=fleet_macvlan))
+    doc = yaml.safe_load(fleet_yaml(include=fleet_macvlan))
     net = doc["networks"]["office"]
     assert net["driver"] == "macvlan"
     assert net["driver_opts"] == {"parent": "eth0", "macvlan_mode": "bridge"}
@@ -131,7 +141,7 @@ def test_macvlan_network_and_mac(fleet_macvlan: list) -> None:
 
 
 def test_topology_document_shape(topology) -> None:
-    rendered = runtime._render_topology(topology)
+    rendered = topology_rendered(topology)
     doc = rendered.document
     assert doc["name"] == "decnet-t-0c0ffee0"
     assert doc["networks"]["corp"]["internal"] is True
@@ -157,10 +167,10 @@ def test_topology_document_shape(topology) -> None:
 
 
 def test_names_never_collide_across_scopes(topology, fleet_bridge: list) -> None:
-    fleet_names = set(runtime._render_fleet(None, include=fleet_bridge).container_names().values())
+    fleet_names = set(scopes.render_fleet(None, include=fleet_bridge).container_names().values())
     other = make_topology(("10.61.0.0/24", "10.61.1.0/24"), name="maze-2")
-    first = set(runtime._render_topology(topology).container_names().values())
-    second = set(runtime._render_topology(other).container_names().values())
+    first = set(topology_rendered(topology).container_names().values())
+    second = set(topology_rendered(other).container_names().values())
     assert not (first & second)
     assert not (first & fleet_names)
     assert not (second & fleet_names)
@@ -171,7 +181,7 @@ def test_edge_ip_outside_lan_is_refused(topology) -> None:
     edge.ip = "10.99.0.5"
     edge.save()
     with pytest.raises(RenderError, match="not a host address"):
-        runtime._render_topology(topology)
+        topology_rendered(topology)
 
 
 def test_explicit_gateway_address_is_refused(topology) -> None:
@@ -179,7 +189,7 @@ def test_explicit_gateway_address_is_refused(topology) -> None:
     edge.ip = "10.60.0.1"
     edge.save()
     with pytest.raises(RenderError, match="gateway"):
-        runtime._render_topology(topology)
+        topology_rendered(topology)
 
 
 def test_full_lan_is_refused() -> None:
@@ -187,34 +197,32 @@ def test_full_lan_is_refused() -> None:
     # /29: hosts .1-.6, .1 is the gateway; fill the DMZ so gw's allocation has no room.
     dmz = LAN.objects.get(topology=topology, name="dmz")
     for index in range(5):
-        extra = decky_create(name=f"filler-{index}", services=["ssh"], topology=topology, hostname=f"f{index}")
+        extra = decky_create(name=f"filler-{index}", services=["ssh"], topology_id=topology.pk, hostname=f"f{index}")
         Edge.objects.create(topology=topology, decky=extra, lan=dmz, ip=f"10.62.0.{index + 2}")
     with pytest.raises(RenderError, match="no free address"):
-        runtime._render_topology(Topology.objects.get(pk=topology.pk))
+        topology_rendered(Topology.objects.get(pk=topology.pk))
 
 
 def test_decky_without_lan_is_refused(topology) -> None:
     topology.edges.filter(decky__name="web").delete()
     with pytest.raises(RenderError, match="no LAN"):
-        runtime._render_topology(topology)
+        topology_rendered(topology)
 
 
 def test_name_clash_is_refused(fleet_bridge: list) -> None:
     clash = decky_create(name="win-01-ftp", services=["ssh"], ip="10.77.0.40", hostname="x")
     with pytest.raises(RenderError, match="already uses"):
-        runtime.render_fleet(include=[*fleet_bridge, *reload([clash])])
+        fleet_yaml(include=[*fleet_bridge, *reload([clash])])
 
 
 def test_fleet_selection_follows_state(fleet_bridge: list) -> None:
     web, win, iot = fleet_bridge
-    win.state = "running"
-    win.save(update_fields=["state"])
-    iot.state = "failed"
-    iot.save(update_fields=["state"])
-    assert [d.name for d in runtime.desired_fleet()] == ["win-01"]
-    assert [d.name for d in runtime.desired_fleet(include=[web])] == ["web-01", "win-01"]
-    assert [d.name for d in runtime.desired_fleet(include=[web], exclude=[win])] == ["web-01"]
-    doc = yaml.safe_load(runtime.render_fleet())
+    set_state(win, "running")
+    set_state(iot, "failed")
+    assert [d.name for d in scopes.fleet_plans(None)] == ["win-01"]
+    assert [d.name for d in scopes.fleet_plans(None, include=[web])] == ["web-01", "win-01"]
+    assert [d.name for d in scopes.fleet_plans(None, include=[web], exclude=[win.name])] == ["web-01"]
+    doc = yaml.safe_load(fleet_yaml())
     assert set(doc["services"]) == {"win-01", "win-01-ftp", "win-01-mysql"}
 
 
@@ -224,8 +232,9 @@ def test_empty_fleet_renders_no_services() -> None:
 
 
 def test_write_fleet_compose_is_atomic_and_private(fleet_bridge: list, engine_data_dir: Path) -> None:
-    path = Path(runtime.write_fleet_compose(include=fleet_bridge))
+    scope = scopes.fleet_scope(None)
+    path = Path(runtime.write_file(scope, scopes.render_fleet(None, include=fleet_bridge)))
     assert path == engine_data_dir / "compose" / "fleet-local.yml"
-    assert path.read_text() == runtime.render_fleet(include=fleet_bridge)
+    assert path.read_text() == fleet_yaml(include=fleet_bridge)
     assert path.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []

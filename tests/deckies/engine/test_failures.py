@@ -13,7 +13,7 @@ from deckies.engine import docker_api, naming, runtime
 from deckies.engine.errors import ComposeCommandError, EngineUnavailableError, ImageMissingError, InvalidPathError
 from deckies.models import CustomService, Host
 from deckies.services import decky_create
-from tests.deckies.engine import probes
+from tests.deckies.engine import builders, probes
 from tests.deckies.engine.builders import make_network, reload
 
 pytestmark = pytest.mark.django_db
@@ -24,11 +24,11 @@ def test_dead_engine_is_unavailable_fast(url: str, engine_data_dir: Path) -> Non
     host = Host.objects.create(name="dead", docker_url=url)
     decky = reload([decky_create(name="lost", services=["ftp"], host=host, ip=None, hostname="lost")])[0]
     for call in (
-        lambda: runtime.engine_ping(host),
-        lambda: runtime.fleet_containers(host),
-        lambda: runtime.deploy_deckies([decky]),
-        lambda: runtime.teardown_decky(decky),
-        lambda: runtime.drop_file(decky, "/tmp/x", b"x"),
+        lambda: runtime.engine_ping(builders.scopes.host_url(host)),
+        lambda: runtime.containers(builders.scopes.fleet_scope(host)),
+        lambda: builders.deploy([decky]),
+        lambda: builders.teardown([decky]),
+        lambda: builders.drop_file(decky, "/tmp/x", b"x"),
     ):
         started = time.monotonic()
         with pytest.raises(EngineUnavailableError) as caught:
@@ -42,7 +42,7 @@ def test_invalid_path_is_refused_before_the_engine_is_asked(engine_data_dir: Pat
     host = Host.objects.create(name="dead2", docker_url="unix:///nonexistent/docker.sock")
     decky = reload([decky_create(name="lost2", services=["ftp"], host=host, hostname="x")])[0]
     with pytest.raises(InvalidPathError) as caught:
-        runtime.drop_file(decky, "etc/passwd", b"x")
+        builders.drop_file(decky, "etc/passwd", b"x")
     assert caught.value.status_code == 400
 
 
@@ -52,7 +52,7 @@ def test_missing_image_before_compose(engine_data_dir: Path) -> None:
     network = make_network("fail-lan", probes.free_subnets(1)[0])
     decky = reload([decky_create(name="noimg", services=["ftp", "gone_byos"], network=network, hostname="x")])[0]
     with pytest.raises(ImageMissingError) as caught:
-        runtime.deploy_deckies([decky])
+        builders.deploy([decky])
     assert caught.value.extra["images"] == ["decnet/gone:404"]
     assert docker_api.list_containers(None, {naming.LABEL_DECKY: "noimg"}) == []
 
@@ -68,7 +68,7 @@ def test_compose_failure_carries_stderr(engine_data_dir: Path, settings, tmp_pat
     network = make_network("fail-lan2", probes.free_subnets(1)[0])
     decky = reload([decky_create(name="boom", services=["ftp"], network=network, hostname="x")])[0]
     with pytest.raises(ComposeCommandError) as caught:
-        runtime.deploy_deckies([decky])
+        builders.deploy([decky])
     assert caught.value.returncode == 17
     assert "failed to set up container networking" in caught.value.stderr_tail
     assert caught.value.as_dict()["stderr_tail"].endswith("container networking")

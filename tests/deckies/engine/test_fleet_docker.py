@@ -24,8 +24,9 @@ from deckies.choices import DeckyState
 from deckies.engine import docker_api, naming, runtime
 from deckies.engine.errors import ContainerRefusedError, InvalidPathError
 from deckies.models import Decky, DeckyService, Network
-from tests.deckies.engine import probes
+from tests.deckies.engine import builders, probes
 from tests.deckies.engine.builders import FLEET_TRIO, DeckySpec, make_fleet, make_network, reload
+from tests.deckies.factories import set_state
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db]
 
@@ -54,14 +55,15 @@ class Fleet:
         """{container name: (id, StartedAt)} of every container of this run."""
         out = {}
         for short in self.deckies:
-            for state in runtime.decky_containers(self.decky(short)):
+            for state in builders.containers(self.decky(short)):
                 info = self.api.inspect_container(state.name)
                 out[state.name] = (info["Id"], info["State"]["StartedAt"])
         return out
 
 
 def _set_state(deckies: list[Decky], state: str) -> None:
-    Decky.objects.filter(pk__in=[d.pk for d in deckies]).update(state=state)
+    for decky in deckies:
+        set_state(decky, state)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def fleet(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest
         state = Fleet(prefix, network, deckies, data_dir)
         try:
             with django_db_blocker.unblock():
-                runtime.deploy_deckies(deckies)
+                builders.deploy(deckies)
                 _set_state(deckies, DeckyState.RUNNING)  # what the operations layer records after success
             yield state
         finally:
@@ -92,7 +94,7 @@ def _cleanup(state: Fleet) -> None:
     labels_by_decky = [{naming.LABEL_DECKY: d.name} for d in state.deckies.values()]
     for decky in Decky.objects.filter(pk__in=[d.pk for d in state.deckies.values()]):
         with contextlib.suppress(Exception):
-            runtime.teardown_decky(decky)
+            builders.teardown([decky])
     for labels in labels_by_decky:
         docker_api.remove_containers(None, docker_api.list_containers(None, labels))
     name = naming.network_name(naming.fleet_project(), state.network.name)
@@ -108,12 +110,12 @@ def _cleanup(state: Fleet) -> None:
 def test_every_container_runs_with_labels(fleet: Fleet) -> None:
     for spec in FLEET_TRIO:
         short = spec["name"]
-        states = runtime.decky_containers(fleet.decky(short))
+        states = builders.containers(fleet.decky(short))
         assert {(s.service, s.status) for s in states} == {(None, "running")} | {
             (slug, "running") for slug in spec["services"]
         }
         assert all(s.decky == fleet.deckies[short].name and s.topology_id is None for s in states)
-    names = {s.name for s in runtime.fleet_containers()}
+    names = {s.name for s in runtime.containers(builders.fleet_scope())}
     assert fleet.container("web-01") in names
     assert fleet.container("iot-01", "smtp") in names
     info = fleet.api.inspect_container(fleet.container("win-01"))
@@ -138,7 +140,7 @@ def test_ttl_on_the_wire_matches_the_os_family(fleet: Fleet, spec: DeckySpec) ->
 
 def test_redeploy_changes_nothing(fleet: Fleet) -> None:
     before = fleet.snapshot()
-    runtime.deploy_deckies([fleet.decky("web-01"), fleet.decky("iot-01")])
+    builders.deploy([fleet.decky("web-01"), fleet.decky("iot-01")])
     assert fleet.snapshot() == before
 
 
@@ -150,7 +152,7 @@ def test_add_and_remove_one_service_touches_only_that_container(fleet: Fleet) ->
     win = fleet.decky("win-01")
     DeckyService.objects.create(decky=win, slug="redis", config={}, position=9)
     win = fleet.decky("win-01")
-    runtime.add_service(win, "redis")
+    builders.add_service(win, "redis")
     added = fleet.container("win-01", "redis")
     probes.wait_for_greeting(str(win.ip), "redis")
     after_add = fleet.snapshot()
@@ -158,7 +160,7 @@ def test_add_and_remove_one_service_touches_only_that_container(fleet: Fleet) ->
     assert {k: v for k, v in after_add.items() if k != added} == before
 
     DeckyService.objects.filter(decky=win, slug="redis").delete()
-    runtime.remove_service(fleet.decky("win-01"), "redis")
+    builders.remove_service(fleet.decky("win-01"), "redis")
     assert fleet.snapshot() == before
     assert "win-01-redis" not in (fleet.data_dir / "compose" / "fleet-local.yml").read_text()
 
@@ -167,12 +169,12 @@ def test_deploy_removes_services_no_longer_desired(fleet: Fleet) -> None:
     """How mutate applies: the decky's service list changed, deploy brings the file and containers in line."""
     web = fleet.decky("web-01")
     DeckyService.objects.create(decky=web, slug="ftp", config={}, position=5)
-    runtime.deploy_deckies([fleet.decky("web-01")])
+    builders.deploy([fleet.decky("web-01")])
     before = fleet.snapshot()
     assert fleet.container("web-01", "ftp") in before
 
     DeckyService.objects.filter(decky=web, slug="ftp").delete()
-    runtime.deploy_deckies([fleet.decky("web-01")])
+    builders.deploy([fleet.decky("web-01")])
     after = fleet.snapshot()
     assert fleet.container("web-01", "ftp") not in after
     assert after == {k: v for k, v in before.items() if k != fleet.container("web-01", "ftp")}
@@ -185,7 +187,7 @@ def test_redeploy_applies_a_base_change_to_that_decky_only(fleet: Fleet) -> None
     iot = fleet.deckies["iot-01"]
     try:
         Decky.objects.filter(pk=iot.pk).update(nmap_os="windows")
-        runtime.deploy_deckies([fleet.decky("iot-01")])
+        builders.deploy([fleet.decky("iot-01")])
         assert probes.icmp_ttl(str(iot.ip)) == 128
         probes.wait_for_greeting(str(iot.ip), "redis")
         after = fleet.snapshot()
@@ -194,7 +196,7 @@ def test_redeploy_applies_a_base_change_to_that_decky_only(fleet: Fleet) -> None
         assert after[fleet.container("iot-01")] != before[fleet.container("iot-01")]
     finally:
         Decky.objects.filter(pk=iot.pk).update(nmap_os="embedded")
-        runtime.deploy_deckies([fleet.decky("iot-01")])
+        builders.deploy([fleet.decky("iot-01")])
     assert probes.icmp_ttl(str(iot.ip)) == 255
     for slug in FLEET_TRIO[2]["services"]:
         probes.wait_for_greeting(str(iot.ip), slug)
@@ -206,7 +208,7 @@ def test_add_service_to_a_decky_that_is_not_running_is_refused(fleet: Fleet) -> 
     )
     DeckyService.objects.create(decky=ghost, slug="ftp", config={})
     with pytest.raises(ContainerRefusedError, match="not running"):
-        runtime.add_service(reload([ghost])[0], "ftp")
+        builders.add_service(reload([ghost])[0], "ftp")
 
 
 # --- file drops ------------------------------------------------------------------------------------------------------
@@ -221,21 +223,21 @@ def _stat(fleet: Fleet, container: str, path: str) -> tuple[str, str, str]:
 def test_drop_file_into_the_ssh_container(fleet: Fleet) -> None:
     content = "creds: admin / Winter2026!\n\u00e9t\u00e9\n".encode()
     stamp = datetime(2024, 3, 14, 15, 9, 26, tzinfo=UTC)
-    target = runtime.drop_file(fleet.decky("web-01"), "/home/ubuntu/notes/passwords.txt", content, 0o600, stamp)
+    target = builders.drop_file(fleet.decky("web-01"), "/home/ubuntu/notes/passwords.txt", content, 0o600, stamp)
     assert target == fleet.container("web-01", "ssh")  # DECNET's rule: the ssh container when there is one
     data, mode, mtime = docker_api.read_file(None, target, "/home/ubuntu/notes/passwords.txt")
     assert (data, mode, mtime) == (content, 0o600, stamp.timestamp())
     assert _stat(fleet, target, "/home/ubuntu/notes/passwords.txt") == ("600", str(int(stamp.timestamp())), "root:root")
 
-    assert runtime.delete_file(fleet.decky("web-01"), "/home/ubuntu/notes/passwords.txt") == target
+    assert builders.delete_file(fleet.decky("web-01"), "/home/ubuntu/notes/passwords.txt") == target
     with pytest.raises(ContainerRefusedError):
         docker_api.read_file(None, target, "/home/ubuntu/notes/passwords.txt")
-    runtime.delete_file(fleet.decky("web-01"), "/home/ubuntu/notes/passwords.txt")  # absent: still fine
+    builders.delete_file(fleet.decky("web-01"), "/home/ubuntu/notes/passwords.txt")  # absent: still fine
 
 
 def test_drop_file_into_the_base_without_ssh(fleet: Fleet) -> None:
     stamp = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-    target = runtime.drop_file(fleet.decky("win-01"), "/srv/share/run.sh", b"#!/bin/sh\necho hi\n", 0o4755, stamp)
+    target = builders.drop_file(fleet.decky("win-01"), "/srv/share/run.sh", b"#!/bin/sh\necho hi\n", 0o4755, stamp)
     assert target == fleet.container("win-01")
     data, mode, mtime = docker_api.read_file(None, target, "/srv/share/run.sh")
     assert (data, mode) == (b"#!/bin/sh\necho hi\n", 0o4755)
@@ -245,15 +247,15 @@ def test_drop_file_into_the_base_without_ssh(fleet: Fleet) -> None:
     # The parent that already existed kept its own mode (no directory member was extracted over it).
     exec_id = fleet.api.exec_create(target, ["stat", "-c", "%a", "/srv"])["Id"]
     assert fleet.api.exec_start(exec_id).decode().strip() == "755"
-    runtime.delete_file(fleet.decky("win-01"), "/srv/share/run.sh")
+    builders.delete_file(fleet.decky("win-01"), "/srv/share/run.sh")
 
 
 @pytest.mark.parametrize("path", ["relative/x", "/etc/../etc/passwd", "/tmp/dir/", "/", "/a/./..", "/x\x00y"])
 def test_drop_file_rejects_bad_paths(fleet: Fleet, path: str) -> None:
     with pytest.raises(InvalidPathError):
-        runtime.drop_file(fleet.decky("win-01"), path, b"x")
+        builders.drop_file(fleet.decky("win-01"), path, b"x")
     with pytest.raises(InvalidPathError):
-        runtime.delete_file(fleet.decky("win-01"), path)
+        builders.delete_file(fleet.decky("win-01"), path)
 
 
 def test_drop_file_into_a_stopped_container_is_refused(fleet: Fleet) -> None:
@@ -261,12 +263,12 @@ def test_drop_file_into_a_stopped_container_is_refused(fleet: Fleet) -> None:
     fleet.api.stop(name, timeout=1)
     try:
         with pytest.raises(ContainerRefusedError, match=r"not running|exited"):
-            runtime.drop_file(fleet.decky("iot-01"), "/tmp/x", b"x")
+            builders.drop_file(fleet.decky("iot-01"), "/tmp/x", b"x")
         with pytest.raises(ContainerRefusedError):
-            runtime.delete_file(fleet.decky("iot-01"), "/tmp/x")
+            builders.delete_file(fleet.decky("iot-01"), "/tmp/x")
     finally:
         # Bring the decky back as it was: base first, then its services (they live in its netns).
-        runtime.deploy_deckies([fleet.decky("iot-01")])
+        builders.deploy([fleet.decky("iot-01")])
     probes.wait_for_greeting(str(fleet.deckies["iot-01"].ip), "redis")
 
 
@@ -279,8 +281,8 @@ def test_teardown_leaves_nothing_behind(fleet: Fleet) -> None:
 
     iot = fleet.decky("iot-01")
     _set_state([iot], DeckyState.TEARING_DOWN)
-    runtime.teardown_decky(fleet.decky("iot-01"))
-    assert runtime.decky_containers(iot) == []
+    builders.teardown([fleet.decky("iot-01")])
+    assert builders.containers(iot) == []
     # Base included (DECNET left the IP-holding base running), and nobody else was restarted.
     remaining = {k: v for k, v in survivors.items() if "-iot-01" not in k}
     assert fleet.snapshot() == remaining
@@ -290,7 +292,7 @@ def test_teardown_leaves_nothing_behind(fleet: Fleet) -> None:
 
     for short in ("web-01", "win-01"):
         _set_state([fleet.decky(short)], DeckyState.TEARING_DOWN)
-        runtime.teardown_decky(fleet.decky(short))
+        builders.teardown([fleet.decky(short)])
 
     for decky in fleet.deckies.values():
         assert docker_api.list_containers(None, {naming.LABEL_DECKY: decky.name}) == []
@@ -307,8 +309,8 @@ def test_teardown_leaves_nothing_behind(fleet: Fleet) -> None:
 
 
 def test_teardown_is_idempotent(fleet: Fleet) -> None:
-    runtime.teardown_decky(fleet.decky("web-01"))
-    assert runtime.decky_containers(fleet.decky("web-01")) == []
+    builders.teardown([fleet.decky("web-01")])
+    assert builders.containers(fleet.decky("web-01")) == []
 
 
 def test_unique_subnet_helper_avoids_docker_pools() -> None:

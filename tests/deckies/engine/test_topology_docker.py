@@ -15,7 +15,7 @@ from django.test import override_settings
 from deckies.engine import docker_api, naming, runtime
 from deckies.engine.errors import ComposeCommandError, ImageMissingError
 from deckies.models import CustomService, Decky, DeckyService
-from tests.deckies.engine import probes
+from tests.deckies.engine import builders, probes
 from tests.deckies.engine.builders import make_topology
 from topology.models import LAN, Edge, Topology
 
@@ -53,7 +53,7 @@ def deployed(
     try:
         with django_db_blocker.unblock():
             topology = make_topology((subnets[0], subnets[1]), name=f"maze-{secrets.token_hex(3)}")
-            report = runtime.deploy_topology(topology)
+            report = builders.deploy_topology(topology)
         state = Deployed(topology, report, subnets, data_dir)
         yield state
         state.api.close()
@@ -61,7 +61,7 @@ def deployed(
         if topology is not None:
             with django_db_blocker.unblock():
                 try:
-                    runtime.teardown_topology(topology)
+                    builders.teardown_topology(topology)
                 except Exception:
                     _sweep(str(topology.pk))
                 Topology.objects.filter(pk=topology.pk).delete()
@@ -120,7 +120,7 @@ def test_bridge_decky_forwards(deployed: Deployed) -> None:
 
 def test_decky_containers_of_a_topology_decky(deployed: Deployed) -> None:
     db = Decky.objects.get(topology=deployed.topology, name="db")
-    states = runtime.decky_containers(db)
+    states = builders.containers(db)
     assert {(s.service, s.status, s.topology_id) for s in states} == {
         (None, "running", str(deployed.topology.pk)),
         ("mysql", "running", str(deployed.topology.pk)),
@@ -132,16 +132,16 @@ def test_live_service_change_on_a_topology_decky(deployed: Deployed) -> None:
     web = Decky.objects.get(topology=deployed.topology, name="web")
     before = {c.name: c.id for c in docker_api.list_containers(None, deployed.labels())}
     DeckyService.objects.create(decky=web, slug="redis", config={}, position=7)
-    runtime.add_service(Decky.objects.get(pk=web.pk), "redis")
+    builders.add_service(Decky.objects.get(pk=web.pk), "redis")
     probes.wait_for_greeting(deployed.report.addresses["web"]["dmz"], "redis")
     DeckyService.objects.filter(decky=web, slug="redis").delete()
-    runtime.remove_service(Decky.objects.get(pk=web.pk), "redis")
+    builders.remove_service(Decky.objects.get(pk=web.pk), "redis")
     assert {c.name: c.id for c in docker_api.list_containers(None, deployed.labels())} == before
 
 
 def test_file_drop_in_a_topology_decky(deployed: Deployed) -> None:
     gw = Decky.objects.get(topology=deployed.topology, name="gw")
-    target = runtime.drop_file(gw, "/root/.bash_history", b"ssh admin@10.0.0.5\n", 0o600)
+    target = builders.drop_file(gw, "/root/.bash_history", b"ssh admin@10.0.0.5\n", 0o600)
     assert target == f"{deployed.project}-gw-ssh"
     assert docker_api.read_file(None, target, "/root/.bash_history")[:2] == (b"ssh admin@10.0.0.5\n", 0o600)
 
@@ -150,10 +150,10 @@ def test_failed_deploy_rolls_back(deployed: Deployed) -> None:
     """A LAN overlapping a live network makes compose fail half-way: what was created is removed again."""
     fresh = probes.free_subnets(1)[0]
     clash = make_topology((fresh, deployed.subnets[1]), name=f"clash-{secrets.token_hex(3)}")
-    path = runtime.topology_file(clash)
+    path = builders.plans.topology_scope(clash).path
     try:
         with pytest.raises(ComposeCommandError) as caught:
-            runtime.deploy_topology(clash)
+            builders.deploy_topology(clash)
         assert caught.value.stderr_tail
         labels = {naming.LABEL_TOPOLOGY: str(clash.pk)}
         assert docker_api.list_containers(None, labels) == []
@@ -170,16 +170,16 @@ def test_missing_image_is_reported_before_anything_is_created(deployed: Deployed
     web = Decky.objects.get(topology=other, name="web")
     DeckyService.objects.create(decky=web, slug="absent_byos", config={}, position=9)
     with pytest.raises(ImageMissingError, match="decnet/absent:404"):
-        runtime.deploy_topology(other)
+        builders.deploy_topology(other)
     labels = {naming.LABEL_TOPOLOGY: str(other.pk)}
     assert docker_api.list_containers(None, labels) == []
     assert docker_api.list_networks(None, labels) == []
 
 
 def test_teardown_leaves_nothing_behind(deployed: Deployed) -> None:
-    path = runtime.topology_file(deployed.topology)
+    path = builders.plans.topology_scope(deployed.topology).path
     assert path.exists()
-    runtime.teardown_topology(deployed.topology)
+    builders.teardown_topology(deployed.topology)
     assert docker_api.list_containers(None, deployed.labels()) == []
     assert docker_api.list_networks(None, deployed.labels()) == []
     project = f"{naming.COMPOSE_PROJECT_LABEL}={deployed.project}"
@@ -187,7 +187,7 @@ def test_teardown_leaves_nothing_behind(deployed: Deployed) -> None:
     assert deployed.api.networks(filters={"label": project}) == []
     assert (deployed.api.volumes(filters={"label": project})["Volumes"] or []) == []
     assert not path.exists()
-    runtime.teardown_topology(deployed.topology)  # idempotent
+    builders.teardown_topology(deployed.topology)  # idempotent
 
 
 def test_edges_without_ip_stay_unsaved(deployed: Deployed) -> None:
