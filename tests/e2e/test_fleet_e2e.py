@@ -15,19 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import secrets
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -36,68 +30,9 @@ from deckies.models import Decky, Network
 from lifecycle.models import DeckyLifecycle
 from tests.deckies import fakes
 from tests.deckies.engine import builders
+from tests.e2e.cluster import Worker, operator_user, poll_until_terminal, redis_url_with_db, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = {"succeeded", "failed"}
-
-
-def _redis_url_with_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
-
-
-class Worker:
-    """One ``manage.py qcluster`` process group against the test database and a private Redis database."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, **extra_env: str) -> None:
-        handle = open(self.log, "ab")  # noqa: SIM115 - kept open for the life of the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env={**self.env, **extra_env},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        handle.close()
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no worker gets to run a ``finally``."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        """SIGTERM to the cluster's main process (its own graceful stop), then SIGKILL whatever of it is left."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-        self.proc = None
-
-
-def _operator() -> User:
-    """A member of the operator role. Built here, not by the shared fixture: an earlier transactional test's flush
-    removes the groups the roles migration created (permissions come back with post_migrate, groups do not)."""
-    group, _ = Group.objects.get_or_create(name="operator")
-    group.permissions.set(Permission.objects.filter(content_type__app_label__in=["deckies", "topology", "lifecycle"]))
-    user = User.objects.create_user(username=f"e2e-{secrets.token_hex(3)}", password=secrets.token_urlsafe(12))
-    user.groups.add(group)
-    return user
 
 
 @pytest.fixture(params=["redis", "orm"])
@@ -117,7 +52,7 @@ def e2e(
     if broker == "redis":
         import redis
 
-        redis_url = _redis_url_with_db(django_settings.REDIS_URL, random.randint(8, 15))
+        redis_url = redis_url_with_db(django_settings.REDIS_URL, random.randint(8, 15))
         redis.from_url(redis_url).delete(f"django_q:{Conf.CLUSTER_NAME}:q")
         monkeypatch.setattr(Conf, "REDIS", redis_url)
         monkeypatch.setattr(Conf, "ORM", None)
@@ -146,7 +81,7 @@ def e2e(
     prefix = f"e{fakes.unique_prefix()}"
     network = Network.objects.create(name=f"{prefix}lan", subnet=fakes.free_subnet())
     client = APIClient()
-    client.force_authenticate(_operator())
+    client.force_authenticate(operator_user())
     state = {
         "client": client,
         "worker": worker,
@@ -168,29 +103,6 @@ def e2e(
             docker_api.remove_networks(
                 None, [n for n in networks if str(n.get("Name", "")).endswith(network.name)], only_unused=True
             )
-
-
-def _wait(condition: Callable[[], Any], timeout: float, what: str, log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n--- worker log ---\n{tail}")
-
-
-def _poll_until_terminal(client: APIClient, response: Any, log: Path, timeout: float = 240) -> list[dict[str, Any]]:
-    assert response.status_code == 202, response.content
-    location = response["Location"]
-
-    def done() -> list[dict[str, Any]] | None:
-        rows = client.get(location).json()["rows"]
-        return rows if rows and all(row["status"] in TERMINAL for row in rows) else None
-
-    rows: list[dict[str, Any]] = _wait(done, timeout, f"lifecycle rows at {location}", log)
-    return rows
 
 
 def _containers(name: str) -> dict[str | None, str]:
@@ -223,7 +135,7 @@ def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
         assert response.status_code == 201, response.json()
     e2e["worker"].start()
 
-    rows = _poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {"names": names}, format="json"), log)
+    rows = poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {"names": names}, format="json"), log)
     assert {row["status"] for row in rows} == {"succeeded"}, rows
     assert len(rows) == 3
     for name, services in shapes.items():
@@ -233,7 +145,7 @@ def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
 
     # Mutate one decky: its containers follow the new services, the other deckies are not restarted.
     untouched = {name: _started(name) for name in names[1:]}
-    rows = _poll_until_terminal(client, client.post(f"/api/v1/deckies/{names[0]}/mutate/"), log)
+    rows = poll_until_terminal(client, client.post(f"/api/v1/deckies/{names[0]}/mutate/"), log)
     assert rows[0]["status"] == "succeeded", rows
     mutated = client.get(f"/api/v1/deckies/{names[0]}/").json()["services"]
     assert set(_containers(names[0])) == {None, *mutated}
@@ -246,7 +158,7 @@ def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
     )
     assert response.status_code == 201, response.json()
     running_before = {name: _started(name) for name in names}
-    rows = _poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {}, format="json"), log)
+    rows = poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {}, format="json"), log)
     assert {row["status"] for row in rows} == {"succeeded"}, rows
     assert _containers(newcomer) == {None: "running", "ftp": "running"}
     assert {name: _started(name) for name in names} == running_before
@@ -295,7 +207,7 @@ def test_fleet_lifecycle_through_the_api(e2e: dict[str, Any]) -> None:
 
     # Tear everything down: no container of any decky survives, bases included.
     for name in names:
-        rows = _poll_until_terminal(client, client.post(f"/api/v1/deckies/{name}/teardown/"), log)
+        rows = poll_until_terminal(client, client.post(f"/api/v1/deckies/{name}/teardown/"), log)
         assert rows[0]["status"] == "succeeded", rows
         assert _containers(name) == {}
         assert client.get(f"/api/v1/deckies/{name}/").json()["state"] == "torn_down"
@@ -319,7 +231,7 @@ def test_a_killed_cluster_leaves_no_row_stuck(e2e: dict[str, Any]) -> None:
         )
         assert response.status_code == 201, response.json()
     e2e["worker"].start()
-    _wait(
+    wait_for(
         lambda: DeckyLifecycle.objects.exists() or "running" in log.read_text(errors="replace"), 30, "the cluster", log
     )
     time.sleep(1.0)  # the cluster is up
@@ -339,7 +251,7 @@ def test_a_killed_cluster_leaves_no_row_stuck(e2e: dict[str, Any]) -> None:
     def settled() -> bool:
         return not DeckyLifecycle.objects.filter(pk__in=first.values(), status__in=OPEN).exists()
 
-    _wait(settled, 60, "every row of the killed cluster to end", log)
+    wait_for(settled, 60, "every row of the killed cluster to end", log)
     assert time.monotonic() - killed_at < 60
     rows = list(DeckyLifecycle.objects.filter(pk__in=first.values()))
     for row in rows:
@@ -347,7 +259,7 @@ def test_a_killed_cluster_leaves_no_row_stuck(e2e: dict[str, Any]) -> None:
             assert "stopped while running deploy" in row.message, row.message
             assert row.completed_at is not None
     # A dead row never blocks a new request: deploying again creates new rows, and they succeed.
-    second = _poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {"names": names}, format="json"), log)
+    second = poll_until_terminal(client, client.post("/api/v1/deckies/deploy/", {"names": names}, format="json"), log)
     assert {row["id"] for row in second}.isdisjoint(first.values())
     assert {row["status"] for row in second} == {"succeeded"}, second
     for name in names:
