@@ -18,6 +18,7 @@ it created. Needs the engine and the ``decnet/base`` and ``decnet/opencanary`` i
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import os
 import random
@@ -117,30 +118,19 @@ def bench(sizes: list[int], runs: int, services: list[str]) -> list[dict[str, An
         scope = scopes.fleet_scope(None)
         names = [d.name for d in deckies]
 
-        def write_file() -> str:
-            return runtime.write_file(scope, scopes.render_fleet(None, include=deckies))
-
-        path = write_file()
+        render_all = functools.partial(scopes.render_fleet, None, include=deckies)
+        render_rest = functools.partial(scopes.render_fleet, None, exclude=names)
+        path = runtime.write_file(scope, render_all())
         raw_up, raw_down, eng_up, eng_down = [], [], [], []
         try:
             for _ in range(runs):
                 raw_up.append(_timed(_raw, ["up", "-d", "--pull", "never"], path))
                 raw_down.append(_timed(_raw, ["down", "--volumes"], path))
                 _mark(deckies, "pending")
-                eng_up.append(
-                    _timed(runtime.deploy_deckies, scope, lambda: scopes.render_fleet(None, include=deckies), names)
-                )
+                eng_up.append(_timed(runtime.deploy_deckies, scope, render_all, names))
                 _mark(deckies, "tearing_down")  # as the operations layer records it before a teardown
-                eng_down.append(
-                    _timed(
-                        runtime.teardown_deckies,
-                        scope,
-                        lambda: scopes.render_fleet(None, exclude=names),
-                        lambda: scopes.render_fleet(None, include=deckies),
-                        names,
-                    )
-                )
-                path = write_file()  # the raw runs need the file back
+                eng_down.append(_timed(runtime.teardown_deckies, scope, render_rest, render_all, names))
+                path = runtime.write_file(scope, render_all())  # the raw runs need the file back
         finally:
             labels = {naming.LABEL_PROJECT: naming.fleet_project()}
             ours = [

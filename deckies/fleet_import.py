@@ -44,7 +44,14 @@ from deckies.ini import (
     raise_issues,
 )
 from deckies.models import CustomService, Decky, Network
-from deckies.services import DEFAULT_NETWORK_NAME, custom_service_specs, decky_create, decky_delete, decky_update
+from deckies.services import (
+    DEFAULT_NETWORK_NAME,
+    custom_service_specs,
+    decky_create,
+    decky_delete,
+    decky_update,
+    reserved_subnets,
+)
 from lifecycle.choices import OPEN_STATUSES
 from lifecycle.models import DeckyLifecycle
 from lifecycle.services import event_emit
@@ -227,8 +234,6 @@ def _plan_network(spec: FleetSpec, keep: list[Decky], issues: list[IniIssue]) ->
                              "and interface cannot change until they are torn down", "general", conflict=True)
                 )  # fmt: skip
     if action == "create":
-        from topology.services import reserved_subnets
-
         clash = next((lan for lan in reserved_subnets() if lan.overlaps(network)), None)
         if clash is not None:
             issues.append(

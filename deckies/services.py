@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -68,6 +68,22 @@ def validate_decky_services(
             raise UnprocessableError(f"{slug} is a fleet_singleton; it runs once per fleet, not per decky")
         validated[slug] = dict(validate_config(spec.config_schema, configs.get(slug) or {}))
     return validated
+
+
+#: Subnets other apps hold, which a new fleet network must not overlap (the topology app registers its LANs').
+SubnetReservations = Callable[[], Iterable[ipaddress.IPv4Network]]
+_reservations: list[SubnetReservations] = []
+
+
+def register_subnet_reservations(provider: SubnetReservations) -> None:
+    """Called by other apps at start-up (idempotent)."""
+    if provider not in _reservations:
+        _reservations.append(provider)
+
+
+def reserved_subnets() -> list[ipaddress.IPv4Network]:
+    """Every subnet another app holds (topology LANs that are not torn down)."""
+    return [subnet for provider in _reservations for subnet in provider()]
 
 
 def network_get_default() -> Network:

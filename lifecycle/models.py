@@ -85,6 +85,8 @@ class DeckyLifecycle(models.Model):
             # The reaper's and the request path's questions: open rows of a decky, lapsed leases, old pending rows.
             models.Index(fields=["decky", "status"], name="lifecycle_decky_status"),
             models.Index(fields=["status", "lease_expires_at"], name="lifecycle_status_lease"),
+            # Lists, the dashboard's time ranges and the age sweep all read rows by when they started.
+            models.Index(fields=["started_at"], name="lifecycle_started_at"),
         ]
 
     def __str__(self) -> str:

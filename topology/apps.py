@@ -15,6 +15,7 @@ class TopologyConfig(AppConfig):
     def ready(self) -> None:
         from deckies.reconcile import register_observer
         from deckies.scopes import register_topology_provider
+        from deckies.services import register_subnet_reservations
         from lifecycle import jobs
         from lifecycle.choices import LifecycleOperation as Op
         from topology import operations, plans, services
@@ -23,3 +24,4 @@ class TopologyConfig(AppConfig):
         jobs.register(Op.TEARDOWN, jobs.TOPOLOGY, operations.TeardownTopology())
         register_topology_provider(plans.TopologyProvider())
         register_observer(services.topology_observe)
+        register_subnet_reservations(services.reserved_subnets)

@@ -30,305 +30,42 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound
-from docker.models.images import Image
+from docker.errors import APIError, DockerException
 
 from deckies.catalogue.images import ALL_FAMILIES, BASE_FAMILY, image_ref
-from deckies.engine.errors import EngineError, EngineUnavailableError
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-#: One directory per image family, holding its build context.
-IMAGES_DIR = PROJECT_ROOT / "images"
-
-CONTEXT_HASH_LABEL = "org.decnet.context-hash"
-FAMILY_LABEL = "org.decnet.family"
-#: Part of every context hash; bump it to invalidate all images when the build procedure itself changes.
-HASH_SCHEME = "decnet-images-1"
-
-DEBIAN_SUITE = "bookworm"
-DEBOOTSTRAP_VARIANT = "minbase"
-DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
-#: ``python3`` of the base image (Debian 12); the wheelhouses are built for it.
-IMAGE_PYTHON = (3, 11)
-
-#: Timeout (seconds) of the Docker API client used for builds: a build step may print nothing for minutes.
-BUILD_CLIENT_TIMEOUT = 1800
-#: Lines of build output kept for :attr:`ImageBuildError.log_tail`.
-LOG_TAIL_LINES = 40
-#: Seconds a wheelhouse build (pip wheel) may take.
-WHEELHOUSE_TIMEOUT = 1200
-#: Seconds debootstrap may take.
-DEBOOTSTRAP_TIMEOUT = 1200
-
-#: Names never sent in a build context nor hashed.
-_IGNORED_NAMES = frozenset({"wheels", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
-
-Progress = Callable[[str], None]
-
-
-class ImageBuildError(EngineError):
-    """An image could not be built; ``log_tail`` holds the last lines of the build output."""
-
-    status_code = 500
-    code = "image_build_failed"
-
-    def __init__(self, detail: str, *, family: str, log_tail: str = "") -> None:
-        super().__init__(detail, family=family, log_tail=log_tail)
-        self.family = family
-        self.log_tail = log_tail
-
-    def __str__(self) -> str:
-        if not self.log_tail:
-            return self.detail
-        return f"{self.detail}\n--- last lines of the build log ---\n{self.log_tail}"
-
-
-@dataclass(frozen=True)
-class ImageBuildResult:
-    """Outcome of one family in :func:`build_images`: the image, whether it was (re)built, and how long it took."""
-
-    family: str
-    image: str
-    image_id: str
-    context_hash: str
-    built: bool
-    seconds: float
-    size_bytes: int
-
-    @property
-    def action(self) -> str:
-        """``"built"`` or ``"reused"``."""
-        return "built" if self.built else "reused"
-
-
-@dataclass(frozen=True)
-class ImageStatus:
-    """One family's image on the engine: present at all, and current (its context hash label matches)."""
-
-    family: str
-    image: str
-    present: bool
-    current: bool
-    image_id: str | None = None
-    size_bytes: int | None = None
-    created: str | None = None
-
-
-# --- configuration ------------------------------------------------------------------------------------------
-
-
-def _setting(name: str, default: Any = None) -> Any:
-    """A Django setting read lazily; ``default`` when Django is absent or its settings are not configured."""
-    try:
-        from django.conf import settings
-        from django.core.exceptions import ImproperlyConfigured
-    except ImportError:  # pragma: no cover - Django is a dependency of the project
-        return default
-    try:
-        if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
-            return default
-        return getattr(settings, name, default)
-    except ImproperlyConfigured:
-        return default
-
-
-def data_dir() -> Path:
-    """DECNET's data dir: the ``DECNET_DATA_DIR`` setting, or ``<project root>/var`` without Django settings."""
-    configured = _setting("DECNET_DATA_DIR")
-    return Path(configured) if configured else PROJECT_ROOT / "var"
-
-
-def _debian_mirror() -> str:
-    return str(_setting("DECNET_DEBIAN_MIRROR") or os.environ.get("DECNET_DEBIAN_MIRROR") or DEFAULT_DEBIAN_MIRROR)
-
-
-def _state_dir(*parts: str) -> Path:
-    path = data_dir().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-# --- engine -------------------------------------------------------------------------------------------------
-
-
-def _engine_client() -> docker.DockerClient:
-    """A Docker client for builds (long timeout), from ``DECNET_DEFAULT_DOCKER_URL`` or the environment."""
-    url = _setting("DECNET_DEFAULT_DOCKER_URL") or None
-    try:
-        if url:
-            return docker.DockerClient(base_url=url, timeout=BUILD_CLIENT_TIMEOUT)
-        return docker.from_env(timeout=BUILD_CLIENT_TIMEOUT)
-    except DockerException as exc:
-        raise EngineUnavailableError(_unreachable_message(url, exc)) from exc
-
-
-def _unreachable_message(url: str | None, exc: BaseException) -> str:
-    where = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    return f"the Docker engine at {where} is not reachable ({exc}); start it (scripts/setup.sh --engine) and retry"
-
-
-def _ping(client: docker.DockerClient) -> None:
-    try:
-        client.ping()
-    except DockerException as exc:  # APIError and requests' errors are both wrapped or subclassed here
-        raise EngineUnavailableError(_unreachable_message(client.api.base_url, exc)) from exc
-    except OSError as exc:
-        raise EngineUnavailableError(_unreachable_message(client.api.base_url, exc)) from exc
-
-
-def _get_image(client: docker.DockerClient, ref: str) -> Image | None:
-    try:
-        return client.images.get(ref)
-    except ImageNotFound:
-        return None
-
-
-def _image_size(image: Image) -> int:
-    return int(image.attrs.get("Size") or 0)
-
-
-def _format_size(size: int) -> str:
-    return f"{size / 1_000_000:.0f} MB"
-
-
-# --- build contexts and their hashes ------------------------------------------------------------------------
-
-
-def family_dir(family: str) -> Path:
-    """The build context directory of an image family (``images/<family>``)."""
-    return IMAGES_DIR / family
-
-
-def _context_files(family: str) -> list[Path]:
-    """The files of a family's build context, sorted; generated and cache directories are left out."""
-    root = family_dir(family)
-    if not root.is_dir():
-        raise ImageBuildError(f"no build context for image family {family!r} (expected {root})", family=family)
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_NAMES and not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or name.endswith((".pyc", ".pyo")):
-                continue
-            found.append(Path(dirpath) / name)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
-
-def context_hash(family: str, *, base_image_id: str | None = None) -> str:
-    """The hash an up-to-date image of ``family`` carries in its ``org.decnet.context-hash`` label.
-
-    It covers the family's files (path, executable bit, content), the hash scheme, the Debian suite and, for
-    every family but ``base``, the id of the base image it is built on (so a rebuilt base rebuilds them).
-    """
-    digest = hashlib.sha256()
-
-    def feed(*items: str | bytes) -> None:
-        for item in items:
-            data = item.encode() if isinstance(item, str) else item
-            digest.update(len(data).to_bytes(8, "big"))
-            digest.update(data)
-
-    feed(HASH_SCHEME, family, DEBIAN_SUITE, DEBOOTSTRAP_VARIANT)
-    if family == BASE_FAMILY:
-        feed("base")
-    else:
-        if not base_image_id:
-            raise ValueError("the context hash of a family built FROM the base image needs the base image id")
-        feed("from", base_image_id, "python", ".".join(map(str, IMAGE_PYTHON)))
-    root = family_dir(family)
-    for path in _context_files(family):
-        mode = "x" if os.access(path, os.X_OK) else "-"
-        feed(path.relative_to(root).as_posix(), mode, hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def _reset_owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def _write_context_tar(family: str, wheelhouse: Path | None, out: IO[bytes]) -> None:
-    """Write the build context of ``family`` (plus ``wheels/`` from ``wheelhouse``) as a tar into ``out``."""
-    root = family_dir(family)
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for path in _context_files(family):
-            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False, filter=_reset_owner)
-        if wheelhouse is not None:
-            tar.add(wheelhouse, arcname="wheels", recursive=False, filter=_reset_owner)
-            for wheel in sorted(wheelhouse.glob("*.whl")):
-                tar.add(wheel, arcname=f"wheels/{wheel.name}", filter=_reset_owner)
-    out.seek(0)
-
-
-# --- build log ----------------------------------------------------------------------------------------------
-
-
-class _BuildLog:
-    """Build output of one family: written in full to ``<data dir>/logs/images/<family>.log``, tail kept."""
-
-    def __init__(self, family: str) -> None:
-        self.family = family
-        self.path = _state_dir("logs", "images") / f"{family}.log"
-        self._file = self.path.open("w", encoding="utf-8")
-        self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-
-    def write(self, text: str) -> None:
-        for line in text.splitlines():
-            line = line.rstrip()
-            if line:
-                self._tail.append(line)
-                self._file.write(line + "\n")
-        self._file.flush()
-
-    @property
-    def tail(self) -> str:
-        return "\n".join(self._tail)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def fail(self, detail: str) -> ImageBuildError:
-        self.write(f"ERROR: {detail}")
-        message = f"{self.family}: {detail} (full log: {self.path})"
-        return ImageBuildError(message, family=self.family, log_tail=self.tail)
-
-
-def _run_logged(cmd: Sequence[str | Path], log: _BuildLog, *, timeout: int, what: str) -> None:
-    """Run a host command, its output going to ``log``; ``ImageBuildError`` when it fails or times out."""
-    argv = [str(part) for part in cmd]
-    log.write("$ " + " ".join(argv))
-    try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    except OSError as exc:
-        raise log.fail(f"{what}: cannot run {argv[0]} ({exc})") from exc
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        log.write(line)
-        if time.monotonic() > deadline:
-            proc.kill()
-            break
-    try:
-        returncode = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        returncode = proc.wait()
-    if time.monotonic() > deadline:
-        raise log.fail(f"{what} timed out after {timeout} s")
-    if returncode != 0:
-        raise log.fail(f"{what} failed (exit status {returncode})")
-
+from deckies.engine.image_context import (
+    CONTEXT_HASH_LABEL,
+    DEBIAN_SUITE,
+    DEBOOTSTRAP_TIMEOUT,
+    DEBOOTSTRAP_VARIANT,
+    FAMILY_LABEL,
+    IMAGE_PYTHON,
+    WHEELHOUSE_TIMEOUT,
+    BuildLog,
+    ImageBuildError,
+    ImageBuildResult,
+    ImageStatus,
+    Progress,
+    context_hash,
+    debian_mirror,
+    engine_client,
+    family_dir,
+    format_size,
+    get_image,
+    image_size,
+    ping_engine,
+    run_logged,
+    setting,
+    state_dir,
+    write_context_tar,
+)
 
 # --- the base image: debootstrap + docker import ------------------------------------------------------------
 
@@ -395,27 +132,27 @@ def _trim_rootfs(rootfs: Path) -> None:
             target.write_text("", encoding="utf-8")
 
 
-def _build_base(client: docker.DockerClient, *, expected_hash: str, progress: Progress, log: _BuildLog) -> None:
+def _build_base(client: docker.DockerClient, *, expected_hash: str, progress: Progress, log: BuildLog) -> None:
     if os.geteuid() != 0:
         raise log.fail("building the base image runs debootstrap, which needs root")
     debootstrap = _find_debootstrap()
     if debootstrap is None:
         raise log.fail("debootstrap is not installed (apt-get install debootstrap, or scripts/setup.sh --engine)")
-    workdir = Path(tempfile.mkdtemp(prefix="base-", dir=_state_dir("tmp")))
+    workdir = Path(tempfile.mkdtemp(prefix="base-", dir=state_dir("tmp")))
     try:
         rootfs = workdir / "rootfs"
         packages = _base_packages()
-        mirror = _debian_mirror()
+        mirror = debian_mirror()
         progress(f"{BASE_FAMILY}: debootstrap {DEBIAN_SUITE} ({DEBOOTSTRAP_VARIANT} + {', '.join(packages)})")
         started = time.monotonic()
         options = [f"--variant={DEBOOTSTRAP_VARIANT}", f"--include={','.join(packages)}"]
-        _run_logged(
+        run_logged(
             [debootstrap, *options, DEBIAN_SUITE, rootfs, mirror], log, timeout=DEBOOTSTRAP_TIMEOUT, what="debootstrap"
         )
         progress(f"{BASE_FAMILY}: debootstrap done in {time.monotonic() - started:.1f}s; trimming and importing")
         _trim_rootfs(rootfs)
         tarball = workdir / "rootfs.tar"
-        _run_logged(["tar", "--numeric-owner", "-C", rootfs, "-cf", tarball, "."], log, timeout=600, what="tar")
+        run_logged(["tar", "--numeric-owner", "-C", rootfs, "-cf", tarball, "."], log, timeout=600, what="tar")
         repository, tag = image_ref(BASE_FAMILY).rsplit(":", 1)
         changes = [
             'CMD ["sleep", "infinity"]',
@@ -451,7 +188,7 @@ def _pyenv_root() -> Path | None:
 
 
 def _wheel_python_candidates() -> Iterator[str]:
-    configured = _setting("DECNET_WHEEL_PYTHON") or os.environ.get("DECNET_WHEEL_PYTHON")
+    configured = setting("DECNET_WHEEL_PYTHON") or os.environ.get("DECNET_WHEEL_PYTHON")
     if configured:
         yield str(configured)
         return
@@ -491,13 +228,13 @@ def find_wheel_python() -> str:
     )
 
 
-def _wheelhouse(family: str, *, progress: Progress, log: _BuildLog) -> Path | None:
+def _wheelhouse(family: str, *, progress: Progress, log: BuildLog) -> Path | None:
     """The cached wheelhouse for ``images/<family>/requirements.txt`` (built on first use); None without one."""
     requirements = family_dir(family) / "requirements.txt"
     if not requirements.is_file():
         return None
     key = hashlib.sha256(requirements.read_bytes() + "cp{}{}".format(*IMAGE_PYTHON).encode()).hexdigest()[:16]
-    cache = _state_dir("cache", "wheels")
+    cache = state_dir("cache", "wheels")
     target = cache / f"{family}-{key}"
     if (target / ".complete").is_file():
         progress(f"{family}: wheelhouse cached ({len(list(target.glob('*.whl')))} wheels)")
@@ -508,7 +245,7 @@ def _wheelhouse(family: str, *, progress: Progress, log: _BuildLog) -> Path | No
     staging = Path(tempfile.mkdtemp(prefix=f"{family}-", suffix=".partial", dir=cache))
     try:
         pip_wheel = [python, "-m", "pip", "wheel", "--disable-pip-version-check", "--progress-bar", "off"]
-        _run_logged(
+        run_logged(
             [*pip_wheel, "--wheel-dir", staging, "-r", requirements], log, timeout=WHEELHOUSE_TIMEOUT, what="pip wheel"
         )
         (staging / ".complete").write_text(requirements.read_text(encoding="utf-8"), encoding="utf-8")
@@ -530,13 +267,13 @@ def _build_dockerfile_family(
     expected_hash: str,
     nocache: bool,
     progress: Progress,
-    log: _BuildLog,
+    log: BuildLog,
 ) -> None:
     if not (family_dir(family) / "Dockerfile").is_file():
         raise log.fail(f"images/{family}/Dockerfile is missing")
     wheelhouse = _wheelhouse(family, progress=progress, log=log)
-    with tempfile.TemporaryFile(dir=_state_dir("tmp")) as context:
-        _write_context_tar(family, wheelhouse, context)
+    with tempfile.TemporaryFile(dir=state_dir("tmp")) as context:
+        write_context_tar(family, wheelhouse, context)
         try:
             stream: Iterable[dict[str, Any]] = client.api.build(
                 fileobj=context,
@@ -564,7 +301,7 @@ def _build_dockerfile_family(
             raise log.fail(f"docker build failed: {exc}") from exc
 
 
-def _remove_replaced(client: docker.DockerClient, old_id: str | None, new_id: str, log: _BuildLog) -> None:
+def _remove_replaced(client: docker.DockerClient, old_id: str | None, new_id: str, log: BuildLog) -> None:
     """Delete the image a rebuild replaced, unless something (a container, a child image) still uses it."""
     if not old_id or old_id == new_id:
         return
@@ -619,8 +356,8 @@ def build_images(
     """
     requested = _ordered_families(families)
     if client is None:
-        client = _engine_client()
-    _ping(client)
+        client = engine_client()
+    ping_engine(client)
     work = [BASE_FAMILY, *[f for f in requested if f != BASE_FAMILY]]
     results: list[ImageBuildResult] = []
     with _build_lock(client):
@@ -629,19 +366,19 @@ def build_images(
             ref = image_ref(family)
             started = time.monotonic()
             expected = context_hash(family, base_image_id=base_id) if family != BASE_FAMILY else context_hash(family)
-            existing = _get_image(client, ref)
+            existing = get_image(client, ref)
             rebuild = force and family in requested
             if existing is not None and not rebuild and existing.labels.get(CONTEXT_HASH_LABEL) == expected:
                 result = ImageBuildResult(
-                    family, ref, str(existing.id), expected, False, time.monotonic() - started, _image_size(existing)
+                    family, ref, str(existing.id), expected, False, time.monotonic() - started, image_size(existing)
                 )
-                progress(f"{family}: up to date ({ref}, {_format_size(result.size_bytes)}) [{result.seconds:.1f}s]")
+                progress(f"{family}: up to date ({ref}, {format_size(result.size_bytes)}) [{result.seconds:.1f}s]")
             else:
                 if family == BASE_FAMILY and family not in requested and existing is None:
                     progress(f"{family}: {ref} is missing and the other images are built FROM it")
                 reason = "forced" if rebuild else ("missing" if existing is None else "build context changed")
                 progress(f"{family}: building {ref} ({reason})")
-                log = _BuildLog(family)
+                log = BuildLog(family)
                 try:
                     if family == BASE_FAMILY:
                         _build_base(client, expected_hash=expected, progress=progress, log=log)
@@ -649,16 +386,16 @@ def build_images(
                         _build_dockerfile_family(
                             client, family, expected_hash=expected, nocache=rebuild, progress=progress, log=log
                         )
-                    image = _get_image(client, ref)
+                    image = get_image(client, ref)
                     if image is None or image.labels.get(CONTEXT_HASH_LABEL) != expected:
                         raise log.fail(f"the build finished but {ref} does not carry the expected context hash")
                     _remove_replaced(client, existing.id if existing is not None else None, str(image.id), log)
                 finally:
                     log.close()
                 result = ImageBuildResult(
-                    family, ref, str(image.id), expected, True, time.monotonic() - started, _image_size(image)
+                    family, ref, str(image.id), expected, True, time.monotonic() - started, image_size(image)
                 )
-                progress(f"{family}: built {ref} ({_format_size(result.size_bytes)}) in {result.seconds:.1f}s")
+                progress(f"{family}: built {ref} ({format_size(result.size_bytes)}) in {result.seconds:.1f}s")
             if family == BASE_FAMILY:
                 base_id = result.image_id
             results.append(result)
@@ -675,7 +412,7 @@ def _prune_leftovers(client: docker.DockerClient, progress: Progress) -> None:
         return
     freed = int(pruned.get("SpaceReclaimed") or 0)
     if pruned.get("ImagesDeleted"):
-        progress(f"removed untagged build leftovers ({_format_size(freed)})")
+        progress(f"removed untagged build leftovers ({format_size(freed)})")
 
 
 def image_status(client: docker.DockerClient | None = None) -> list[ImageStatus]:
@@ -685,13 +422,13 @@ def image_status(client: docker.DockerClient | None = None) -> list[ImageStatus]
     :func:`build_images` would reuse it). Raises ``EngineUnavailableError`` when the engine cannot be reached.
     """
     if client is None:
-        client = _engine_client()
-    _ping(client)
+        client = engine_client()
+    ping_engine(client)
     statuses: list[ImageStatus] = []
     base_id: str | None = None
     for family in ALL_FAMILIES:
         ref = image_ref(family)
-        image = _get_image(client, ref)
+        image = get_image(client, ref)
         if family == BASE_FAMILY:
             base_id = str(image.id) if image is not None else None
         if image is None:
@@ -710,7 +447,7 @@ def image_status(client: docker.DockerClient | None = None) -> list[ImageStatus]
                 present=True,
                 current=expected is not None and image.labels.get(CONTEXT_HASH_LABEL) == expected,
                 image_id=str(image.id),
-                size_bytes=_image_size(image),
+                size_bytes=image_size(image),
                 created=str(image.attrs.get("Created") or "") or None,
             )
         )
@@ -719,4 +456,4 @@ def image_status(client: docker.DockerClient | None = None) -> list[ImageStatus]
 
 def missing_images(client: docker.DockerClient) -> list[str]:
     """References of the family images absent from the engine (``[]`` when a deploy can start)."""
-    return [ref for ref in (image_ref(family) for family in ALL_FAMILIES) if _get_image(client, ref) is None]
+    return [ref for ref in (image_ref(family) for family in ALL_FAMILIES) if get_image(client, ref) is None]

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError, OutputWrapper
 from django.core.management.color import Style
 
 from decnet_site.exceptions import DomainError
-from lifecycle.management.tables import render_table
+from decnet_site.tables import render_table
 from lifecycle.models import DeckyLifecycle
 from lifecycle.signals import lifecycle_changed
 

@@ -28,8 +28,9 @@ from deckies.engine import naming
 from deckies.engine.errors import EngineError
 from deckies.fleet_import import fleet_import
 from deckies.management.commands import quickstart
+from deckies.management.names import split_names
 from deckies.models import Decky
-from lifecycle.management.tables import render_table, split_names
+from decnet_site.tables import render_table
 from lifecycle.models import DeckyLifecycle
 from tests.deckies import fakes
 from tests.deckies.factories import set_state

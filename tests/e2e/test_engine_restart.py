@@ -40,7 +40,9 @@ SERVICES = {"ssh": 22, "http": 80, "smtp": 25}
 @pytest.fixture
 def engine() -> Iterator[PrivateEngine]:
     with private_engine("restart") as started:
-        started.load_images([image_ref(BASE_FAMILY), image_ref("cowrie"), image_ref("opencanary"), image_ref("listeners")])
+        started.load_images(
+            [image_ref(BASE_FAMILY), image_ref("cowrie"), image_ref("opencanary"), image_ref("listeners")]
+        )
         yield started
 
 

@@ -3,7 +3,7 @@
 from django.urls import URLPattern, URLResolver
 from rest_framework.routers import SimpleRouter
 
-from topology.api import views
+from topology.api import children, views
 
 app_name = "topology-api"
 
@@ -11,8 +11,8 @@ _UNDER_TOPOLOGY = rf"topologies/(?P<topology_pk>{views.UUID_RE})"
 
 router = SimpleRouter()
 router.register("topologies", views.TopologyViewSet, basename="topology")
-router.register(f"{_UNDER_TOPOLOGY}/lans", views.LANViewSet, basename="topology-lan")
-router.register(f"{_UNDER_TOPOLOGY}/deckies", views.TopologyDeckyViewSet, basename="topology-decky")
-router.register(f"{_UNDER_TOPOLOGY}/edges", views.EdgeViewSet, basename="topology-edge")
+router.register(f"{_UNDER_TOPOLOGY}/lans", children.LANViewSet, basename="topology-lan")
+router.register(f"{_UNDER_TOPOLOGY}/deckies", children.TopologyDeckyViewSet, basename="topology-decky")
+router.register(f"{_UNDER_TOPOLOGY}/edges", children.EdgeViewSet, basename="topology-edge")
 
 urlpatterns: list[URLPattern | URLResolver] = [*router.urls]

@@ -7,10 +7,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from deckies.management.names import split_names
 from deckies.operations import deploy_request
 from deckies.selectors import fleet_deckies_named
 from lifecycle.management.cli import actor, domain_errors, lifecycle_progress, report_rows
-from lifecycle.management.tables import split_names
 
 
 class Command(BaseCommand):

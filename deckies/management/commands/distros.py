@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from deckies.catalogue.distros import all_distros
-from lifecycle.management.tables import render_table, to_json
+from decnet_site.tables import render_table, to_json
 
 
 class Command(BaseCommand):

@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deckies.fleet_import import ImportPlan, fleet_import
 from deckies.ini import MAX_INI_BYTES, decode_ini
+from decnet_site.tables import cell, render_table, to_json
 from lifecycle.management.cli import actor, domain_errors
-from lifecycle.management.tables import cell, render_table, to_json
 
 
 class Command(BaseCommand):

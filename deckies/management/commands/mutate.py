@@ -9,10 +9,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deckies.choices import DEPLOYED_STATES
+from deckies.management.names import split_names
 from deckies.operations import auto_mutate_due, mutate_request
 from deckies.selectors import DeckyNotFoundError, fleet_deckies_named
 from lifecycle.management.cli import actor, domain_errors, lifecycle_progress, lifecycle_table, report_rows
-from lifecycle.management.tables import split_names
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deckies.models import Host
 from deckies.reconcile import DeckyReport, ReconcileReport, reconcile, reconcile_all
+from decnet_site.tables import render_table, to_json
 from lifecycle.management.cli import domain_errors
-from lifecycle.management.tables import render_table, to_json
 
 EXIT_ENGINE_UNREACHABLE = 3
 

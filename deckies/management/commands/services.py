@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from deckies.catalogue.services import all_services
 from deckies.services import custom_service_specs
-from lifecycle.management.tables import render_table, to_json
+from decnet_site.tables import render_table, to_json
 
 
 class Command(BaseCommand):

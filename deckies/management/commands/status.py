@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from deckies.models import Decky
 from deckies.selectors import decky_list
-from lifecycle.management.tables import render_table, to_json
+from decnet_site.tables import render_table, to_json
 from lifecycle.models import DeckyLifecycle
 from lifecycle.selectors import lifecycle_poll
 

@@ -9,10 +9,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deckies.choices import DeckyState
+from deckies.management.names import split_names
 from deckies.operations import teardown_request
 from deckies.selectors import fleet_deckies_named
+from decnet_site.tables import render_table
 from lifecycle.management.cli import actor, domain_errors, lifecycle_progress, report_rows
-from lifecycle.management.tables import render_table, split_names
 
 #: States in which a fleet decky has no container: ``--all`` leaves them alone.
 NOTHING_TO_REMOVE = frozenset({DeckyState.PENDING, DeckyState.TORN_DOWN})

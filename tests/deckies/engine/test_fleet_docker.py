@@ -24,6 +24,7 @@ from deckies.choices import DeckyState
 from deckies.engine import docker_api, naming, runtime
 from deckies.engine.errors import ContainerRefusedError, InvalidPathError
 from deckies.models import Decky, DeckyService, Network
+from lifecycle.models import Event
 from tests.deckies.engine import builders, probes
 from tests.deckies.engine.builders import FLEET_TRIO, DeckySpec, make_fleet, make_network, reload
 from tests.deckies.factories import set_state
@@ -101,6 +102,8 @@ def _cleanup(state: Fleet) -> None:
     docker_api.remove_networks(None, [n for n in state.api.networks(names=[name]) if n["Name"] == name])
     Decky.objects.filter(pk__in=[d.pk for d in state.deckies.values()]).delete()
     Network.objects.filter(pk=state.network.pk).delete()
+    # The module-wide fixture writes outside any test's transaction: leave no event behind for later tests.
+    Event.objects.filter(topic__startswith=f"decky.{state.prefix}").delete()
     state.api.close()
 
 

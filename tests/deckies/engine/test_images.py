@@ -31,7 +31,7 @@ from django.core.management import CommandError, call_command
 from docker.models.containers import Container
 
 from deckies.catalogue.images import ALL_FAMILIES, SERVICE_IMAGE_FAMILY, image_for_service, image_ref
-from deckies.engine import images
+from deckies.engine import image_context, images
 from deckies.engine.errors import EngineUnavailableError
 from tests.netsafety import require_local_bridge
 
@@ -185,7 +185,7 @@ def _tds_prelogin() -> bytes:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[docker.DockerClient]:
-    client = docker.from_env(timeout=images.BUILD_CLIENT_TIMEOUT)
+    client = docker.from_env(timeout=image_context.BUILD_CLIENT_TIMEOUT)
     try:
         client.ping()
     except docker.errors.DockerException as exc:
@@ -498,19 +498,19 @@ def test_context_hash_follows_the_files_only(tmp_path: Path, monkeypatch: pytest
     (family / "wheels").mkdir(parents=True)
     (family / "__pycache__").mkdir()
     (family / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
-    monkeypatch.setattr(images, "IMAGES_DIR", tmp_path)
-    first = images.context_hash("fam", base_image_id="sha256:1")
+    monkeypatch.setattr(image_context, "IMAGES_DIR", tmp_path)
+    first = image_context.context_hash("fam", base_image_id="sha256:1")
     (family / "wheels" / "x-1.0-py3-none-any.whl").write_bytes(b"wheel")
     (family / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"pyc")
-    assert images.context_hash("fam", base_image_id="sha256:1") == first
-    assert images.context_hash("fam", base_image_id="sha256:2") != first
+    assert image_context.context_hash("fam", base_image_id="sha256:1") == first
+    assert image_context.context_hash("fam", base_image_id="sha256:2") != first
     (family / "entry.py").write_text("print()\n", encoding="utf-8")
-    assert images.context_hash("fam", base_image_id="sha256:1") != first
+    assert image_context.context_hash("fam", base_image_id="sha256:1") != first
 
 
 def test_data_dir_is_the_setting(settings: Any, tmp_path: Path) -> None:
     settings.DECNET_DATA_DIR = tmp_path
-    assert images.data_dir() == tmp_path
+    assert image_context.data_dir() == tmp_path
 
 
 def test_canary_config_enables_only_the_service() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Count
 
 from deckies.management.commands import status
-from lifecycle.management.tables import render_table
+from decnet_site.tables import render_table
 from topology.models import Topology
 
 

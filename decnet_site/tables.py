@@ -1,4 +1,4 @@
-"""Plain-text tables and the small argument helpers the management commands share.
+"""Plain-text tables and JSON for the management commands of every app.
 
 Nothing here reads or writes the database: commands pass rows in and print what comes out.
 """
@@ -10,10 +10,6 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-
-from django.core.management.base import CommandError
-
-from deckies.models import DECKY_NAME_RE
 
 EMPTY = "-"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -33,9 +29,7 @@ def cell(value: object) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, timedelta):
-        from deckies.ini import format_interval
-
-        return format_interval(value)
+        return interval(value)
     if isinstance(value, list | tuple | set | frozenset):
         return ", ".join(cell(item) for item in value)
     return str(value)
@@ -64,14 +58,10 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, default=str)
 
 
-def split_names(value: str | None) -> list[str] | None:
-    """``--names a,b`` → ``["a", "b"]`` (None when the option was not given). Raises CommandError on bad names."""
-    if value is None:
-        return None
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    if not names:
-        raise CommandError("--names needs at least one decky name, e.g. --names web-01,web-02")
-    bad = [name for name in names if not re.match(DECKY_NAME_RE, name)]
-    if bad:
-        raise CommandError(f"invalid decky name(s): {', '.join(bad)} (names match {DECKY_NAME_RE})")
-    return list(dict.fromkeys(names))
+def interval(value: timedelta) -> str:
+    """A duration in its shortest whole unit, as fleet files spell it: ``2d``, ``6h``, ``90m``."""
+    minutes = int(value.total_seconds() // 60)
+    for unit, size in (("y", 525_600), ("d", 1440), ("h", 60)):
+        if minutes and minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
