@@ -1,26 +1,32 @@
-"""API latency benchmark: the 202 operation endpoints and the lifecycle poll, with queries per request.
+"""API latency benchmark: the 202 operation endpoints, the lifecycle poll and the reads, with queries per request.
 
 It creates a throwaway test database next to the configured one (``test_<name>``, dropped at the end; PostgreSQL
-when ``DATABASE_URL`` points at it, else SQLite), fills it with a fleet of deckies, and drives the API in process
-with Django's test client and an operator token (authentication, permissions, serialisation and the exception
-handler are all on the path). Tasks are really enqueued on the configured broker (a private Redis database when
-``REDIS_URL`` is set, else the ORM broker) but no worker consumes them: the 202 figures are what an operator
-waits for, not the Docker work behind them. Nothing touches Docker.
+when ``DATABASE_URL`` points at it, else SQLite), fills it with a fleet of deckies (1,000 by default, two services
+each), and drives the API in process with Django's test client and an operator token (authentication, the role
+check, serialisation and the exception handler are all on the path). Jobs are really enqueued on the configured
+broker (a private Redis database when ``REDIS_URL`` is set, else the ORM broker) but no worker consumes them: the
+202 figures are what an operator waits for, not the Docker work behind them. Nothing touches Docker.
 
-Measured, each as median and p99 in milliseconds plus database queries per request:
+Every row reports the median and p99 in milliseconds and the database queries of one request, counted on the
+request's own connection (Django's per-request connection handling is switched off for the run, so the count can
+never read 0 for a request that did query).
 
-- ``POST /deckies/{name}/deploy/`` and ``POST /deckies/{name}/mutate/`` (202, a fresh lifecycle row each);
-- ``POST /deckies/deploy/`` for the whole fleet (one 202 with a row per decky);
-- ``GET /deckies/lifecycle/?ids=…`` with 1 and 50 ids (the polling loop);
-- ``GET /deckies/?limit=50`` (the fleet list, with services and newest lifecycle row).
+- ``POST /deckies/{name}/deploy/``, ``…/mutate/``, ``…/teardown/`` (202, one fresh lifecycle row each);
+- ``POST /deckies/deploy/`` for the whole fleet (one 202, a row per decky, jobs of 25);
+- ``GET /deckies/lifecycle/?ids=…`` with 1, 50 and 200 ids (the polling loop);
+- ``GET /deckies/?limit=50`` and ``GET /deckies/{name}/`` (the reads).
 
-    DATABASE_URL=postgres://… REDIS_URL=redis://… .venv/bin/python bench/api_bench.py [--deckies 50] [--rounds 200]
+    DATABASE_URL=postgres://… REDIS_URL=redis://… .venv/bin/python bench/api_bench.py [--deckies 1000] [--rounds 300]
+
+For the poll measured over real HTTP against DECNET itself, see ``bench/poll_bench.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import os
 import statistics
 import sys
@@ -40,14 +46,18 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def measure(name: str, rounds: int, request: Callable[[int], Any], expect: int) -> dict[str, Any]:
-    """Run ``request(i)`` ``rounds`` times; latency in ms (median, p99) and queries per request (max)."""
+def measure(
+    name: str, rounds: int, request: Callable[[int], Any], expect: int, after: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Run ``request(i)`` ``rounds`` times (``after`` between rounds, untimed and uncounted); latency in ms
+    (median, p99) and the queries of one request (the largest count seen)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     timings: list[float] = []
     queries: list[int] = []
     for index in range(rounds):
+        connection.queries_log.clear()  # the log is a bounded deque: a full one would count 0
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()
             response = request(index)
@@ -55,6 +65,10 @@ def measure(name: str, rounds: int, request: Callable[[int], Any], expect: int) 
         if response.status_code != expect:
             raise SystemExit(f"{name}: expected {expect}, got {response.status_code}: {response.content[:300]!r}")
         queries.append(len(captured.captured_queries))
+        if after is not None:
+            after()
+    if min(queries) == 0:
+        raise SystemExit(f"{name}: a request counted 0 queries; the count is not on the request's connection")
     return {
         "endpoint": name,
         "rounds": rounds,
@@ -64,10 +78,35 @@ def measure(name: str, rounds: int, request: Callable[[int], Any], expect: int) 
     }
 
 
+def _fleet(count: int) -> list[str]:
+    """``count`` fleet deckies with ssh + http, written in bulk (the benchmark is about the API, not the import)."""
+    import ipaddress
+
+    from deckies.models import Decky, DeckyService
+    from deckies.services import network_get_default
+
+    network = network_get_default()
+    hosts = ipaddress.IPv4Network("10.0.0.0/16").hosts()
+    next(hosts)
+    from deckies.models import Network
+
+    Network.objects.filter(pk=network.pk).update(subnet="10.0.0.0/16")
+    deckies = Decky.objects.bulk_create(
+        Decky(name=f"bench-{index:04d}", network=network, ip=str(next(hosts)), hostname=f"srv-{index:04d}")
+        for index in range(count)
+    )
+    DeckyService.objects.bulk_create(
+        DeckyService(decky=decky, slug=slug, config={}, position=position)
+        for decky in deckies
+        for position, slug in enumerate(("ssh", "http"))
+    )
+    return [decky.name for decky in deckies]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--deckies", type=int, default=50, help="fleet size (default 50)")
-    parser.add_argument("--rounds", type=int, default=200, help="requests per read endpoint (default 200)")
+    parser.add_argument("--deckies", type=int, default=1000, help="fleet size (default 1000)")
+    parser.add_argument("--rounds", type=int, default=300, help="requests per endpoint (default 300)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
@@ -78,13 +117,15 @@ def main() -> None:
 
     from django.conf import settings
     from django.contrib.auth.models import Group, User
-    from django.db import connection
+    from django.core import signals
+    from django.db import close_old_connections, connection
     from django.test import Client
     from django.test.utils import setup_test_environment, teardown_test_environment
     from django_q.conf import Conf
     from rest_framework.authtoken.models import Token
 
     settings.DECNET_DATA_DIR = Path(tempfile.mkdtemp(prefix="decnet-api-bench-"))
+    logging.getLogger("django-q").setLevel(logging.WARNING)  # one line per enqueued job would drown the table
     # Enqueue for real (the test settings run tasks inline), on a broker queue nobody consumes.
     Conf.SYNC = False
     if settings.REDIS_URL:
@@ -93,6 +134,9 @@ def main() -> None:
         parts = urlsplit(settings.REDIS_URL)
         Conf.REDIS = urlunsplit((parts.scheme, parts.netloc, "/14", "", ""))
     queue_name = Conf.CLUSTER_NAME
+    # One connection for the whole run, so every query of a request is counted on it.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
 
     setup_test_environment()
     old_name = connection.settings_dict["NAME"]
@@ -100,72 +144,61 @@ def main() -> None:
     try:
         from django.utils import timezone
 
-        from deckies.services import decky_create
         from lifecycle.models import DeckyLifecycle
 
         user = User.objects.create_user(username="bench-operator", password="unused-password-1")
         user.groups.add(Group.objects.get(name="operator"))
         token = Token.objects.create(user=user).key
         client = Client(HTTP_AUTHORIZATION=f"Token {token}", SERVER_NAME="localhost")
-        names = [f"bench-{index:03d}" for index in range(args.deckies)]
-        for name in names:
-            decky_create(name=name, services=["ssh", "http"])
-        # Warm-up: URL resolver, permission cache, broker connection (the first enqueue opens it).
-        decky_create(name="bench-warm-up", services=["ssh"])
+        names = _fleet(args.deckies)
+        rounds = min(args.rounds, len(names))
+        # Warm-up: URL resolver, broker connection (the first enqueue opens it).
         client.get("/api/v1/deckies/")
-        client.post("/api/v1/deckies/bench-warm-up/deploy/")
+        client.post(f"/api/v1/deckies/{names[-1]}/deploy/")
 
         def close_open_rows() -> None:
             now = timezone.now()
-            DeckyLifecycle.objects.filter(status__in=["pending", "running"]).update(status="failed", completed_at=now)
+            DeckyLifecycle.objects.filter(status__in=["pending", "running"]).update(
+                status="failed", completed_at=now, message="closed by the benchmark"
+            )
 
+        close_open_rows()
         results = []
-        results.append(
-            measure(
-                "POST /deckies/{name}/deploy/",
-                len(names),
-                lambda i: client.post(f"/api/v1/deckies/{names[i]}/deploy/"),
-                202,
-            )
-        )
-        close_open_rows()
-        results.append(
-            measure(
-                "POST /deckies/{name}/mutate/",
-                len(names),
-                lambda i: client.post(f"/api/v1/deckies/{names[i]}/mutate/"),
-                202,
-            )
-        )
-        close_open_rows()
-        bulk = {"rounds": 5}
 
-        def bulk_deploy(_: int) -> Any:
-            response = client.post("/api/v1/deckies/deploy/", {}, content_type="application/json")
+        def post_verb(verb: str, i: int) -> Any:
+            return client.post(f"/api/v1/deckies/{names[i]}/{verb}/")
+
+        for verb in ("deploy", "mutate", "teardown"):
+            results.append(measure(f"POST /deckies/{{name}}/{verb}/", rounds, functools.partial(post_verb, verb), 202))
             close_open_rows()
-            return response
+        results.append(
+            measure(
+                f"POST /deckies/deploy/ ({len(names)} deckies)",
+                5,
+                lambda i: client.post("/api/v1/deckies/deploy/", {}, content_type="application/json"),
+                202,
+                after=close_open_rows,
+            )
+        )
+        ids = [str(pk) for pk in DeckyLifecycle.objects.values_list("pk", flat=True)[:200]]
 
-        results.append(measure(f"POST /deckies/deploy/ ({len(names)} deckies)", bulk["rounds"], bulk_deploy, 202))
-        ids = [str(pk) for pk in DeckyLifecycle.objects.values_list("pk", flat=True)[:50]]
-        results.append(
-            measure(
-                "GET /deckies/lifecycle/?ids=<1 id>",
-                args.rounds,
-                lambda i: client.get(f"/api/v1/deckies/lifecycle/?ids={ids[i % len(ids)]}"),
-                200,
-            )
-        )
-        many = ",".join(ids)
-        results.append(
-            measure(
-                f"GET /deckies/lifecycle/?ids=<{len(ids)} ids>",
-                args.rounds,
-                lambda i: client.get(f"/api/v1/deckies/lifecycle/?ids={many}"),
-                200,
-            )
-        )
+        def poll(count: int, i: int) -> Any:
+            chosen = ids[i % len(ids)] if count == 1 else ",".join(ids[:count])
+            return client.get(f"/api/v1/deckies/lifecycle/?ids={chosen}")
+
+        for count in (1, 50, 200):
+            label = f"GET /deckies/lifecycle/?ids=<{count} id{'s' if count > 1 else ''}>"
+            results.append(measure(label, args.rounds, functools.partial(poll, count), 200))
         results.append(
             measure("GET /deckies/?limit=50", args.rounds, lambda i: client.get("/api/v1/deckies/?limit=50"), 200)
+        )
+        results.append(
+            measure(
+                "GET /deckies/{name}/",
+                args.rounds,
+                lambda i: client.get(f"/api/v1/deckies/{names[i % len(names)]}/"),
+                200,
+            )
         )
     finally:
         if settings.REDIS_URL:
@@ -181,10 +214,10 @@ def main() -> None:
         print(json.dumps({"database": engine, "test_database": test_name, "broker": broker, "results": results}))
         return
     print(f"database: {engine} ({test_name}), broker: {broker}, fleet: {args.deckies} deckies")
-    print(f"{'endpoint':<42} {'rounds':>6} {'median ms':>10} {'p99 ms':>8} {'queries':>8}")
+    print(f"{'endpoint':<44} {'rounds':>6} {'median ms':>10} {'p99 ms':>8} {'queries':>8}")
     for row in results:
         print(
-            f"{row['endpoint']:<42} {row['rounds']:>6} {row['median_ms']:>10.2f} {row['p99_ms']:>8.2f} "
+            f"{row['endpoint']:<44} {row['rounds']:>6} {row['median_ms']:>10.2f} {row['p99_ms']:>8.2f} "
             f"{row['queries']:>8}"
         )
 

@@ -29,14 +29,14 @@ from django.utils import timezone
 from deckies.catalogue.mutation import pick_new_services
 from deckies.choices import DEPLOYED_STATES
 from deckies.models import Decky, DeckyService
-from deckies.selectors import deckies_due_for_mutation
+from deckies.selectors import DeckyNotFoundError, deckies_due_for_mutation
 from deckies.services import validate_decky_services
 from deckies.states import state_topic
 from decnet_site.exceptions import ConflictError, NotFoundError, UnprocessableError
 from lifecycle import jobs
 from lifecycle.choices import OPEN_STATUSES, LifecycleOperation, LifecycleStatus
 from lifecycle.models import DeckyLifecycle
-from lifecycle.services import RowSpec, event_emit, lifecycle_create
+from lifecycle.services import RowSpec, lifecycle_create
 
 logger = logging.getLogger(__name__)
 
@@ -145,30 +145,33 @@ def _single(decky: Decky, operation: str, run_inline: bool, actor: str | None, *
 
 
 def deploy_request(
-    *, deckies: Sequence[Decky], run_inline: bool = False, actor: str | None = None
+    *,
+    deckies: Sequence[Decky] | None = None,
+    names: Sequence[str] | None = None,
+    run_inline: bool = False,
+    actor: str | None = None,
 ) -> list[DeckyLifecycle]:
-    """Queue a deploy of each fleet decky; returns one lifecycle row per decky, in the order given.
+    """Queue a deploy of fleet deckies, given as instances or by ``names`` (both None: the whole fleet); returns
+    one lifecycle row per decky, in the order given (by name for the whole fleet).
 
-    Only the given deckies are brought up (``up --no-deps`` of their containers); no other decky restarts. The
-    deckies of one host are deployed in jobs of up to :data:`DEPLOY_BATCH`. A decky with an open deploy row reuses
-    it. Raises :class:`WrongScopeError` (422) for a topology decky, :class:`OperationInProgressError` (409) if
-    another operation is open on any of them (then no row is created at all), QueueUnavailableError (503) when the
-    broker refuses the jobs (their rows are failed).
+    Only these deckies are brought up (``up --no-deps`` of their containers); no other decky restarts. The deckies
+    of one host are deployed in jobs of up to :data:`DEPLOY_BATCH`. A decky with an open deploy row reuses it.
+    Raises :class:`DeckyNotFoundError` (404) for unknown names or an empty fleet, :class:`WrongScopeError` (422)
+    for a topology decky, :class:`OperationInProgressError` (409) if another operation is open on any of them (then
+    no row is created at all), QueueUnavailableError (503) when the broker refuses the jobs (their rows are failed).
     """
-    in_topology = sorted(decky.name for decky in deckies if decky.topology_id is not None)
-    if in_topology:
-        raise WrongScopeError(
-            f"decky(s) {', '.join(in_topology)} belong to a topology; deploy the topology instead", deckies=in_topology
-        )
+    if deckies is not None:
+        in_topology = sorted(decky.name for decky in deckies if decky.topology_id is not None)
+        if in_topology:
+            raise WrongScopeError(
+                f"decky(s) {', '.join(in_topology)} belong to a topology; deploy the topology instead",
+                deckies=in_topology,
+            )
     rows: dict[int, DeckyLifecycle] = {}
     with transaction.atomic():
-        # One lock query in primary-key order (concurrent bulk requests never deadlock) and one for the open rows.
-        wanted = sorted({decky.pk for decky in deckies})
-        locked = list(Decky.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
-        if len(locked) != len(wanted):
-            present = {d.pk for d in locked}
-            gone = sorted({d.name for d in deckies if d.pk not in present})
-            raise NotFoundError(f"decky(s) {', '.join(gone)} no longer exist", deckies=gone)
+        # One query finds and locks them, in primary-key order (concurrent bulk requests never deadlock), and one
+        # reads their open rows: a whole-fleet deploy costs these two plus the two INSERTs of its rows and events.
+        locked = _lock_fleet(deckies, names)
         busy = open_rows(locked)
         specs: list[RowSpec] = []
         for decky in sorted(locked, key=lambda d: d.name):
@@ -183,7 +186,32 @@ def deploy_request(
             rows[row.decky_id] = row
         jobs.submit(created, run_inline=run_inline)
     logger.info("deploy of %d decky(s) requested by %s (%d queued)", len(rows), actor or "system", len(created))
-    return [rows[decky.pk] for decky in deckies]
+    by_name = {decky.name: decky.pk for decky in locked}
+    order = [d.name for d in deckies] if deckies is not None else list(names or sorted(by_name))
+    return [rows[by_name[name]] for name in dict.fromkeys(order)]
+
+
+def _lock_fleet(deckies: Sequence[Decky] | None, names: Sequence[str] | None) -> list[Decky]:
+    """Lock the fleet deckies given (by instance, by name, or all of them) with one query, in primary-key order."""
+    queryset = Decky.objects.select_for_update().filter(topology__isnull=True).order_by("pk")
+    if deckies is not None:
+        wanted = sorted({decky.pk for decky in deckies})
+        locked = list(queryset.filter(pk__in=wanted))
+        if len(locked) != len(wanted):
+            present = {d.pk for d in locked}
+            gone = sorted({d.name for d in deckies if d.pk not in present})
+            raise NotFoundError(f"decky(s) {', '.join(gone)} no longer exist", deckies=gone)
+        return locked
+    if names is None:
+        locked = list(queryset)
+        if not locked:
+            raise DeckyNotFoundError("the fleet has no deckies")
+        return locked
+    locked = list(queryset.filter(name__in=list(names)))
+    unknown = sorted(set(names) - {decky.name for decky in locked})
+    if unknown:
+        raise DeckyNotFoundError(f"unknown decky name(s): {', '.join(unknown)}", unknown=unknown)
+    return locked
 
 
 def _create_in_jobs(specs: Sequence[RowSpec], deckies: Sequence[Decky]) -> list[DeckyLifecycle]:
@@ -233,8 +261,9 @@ def mutate_request(
         existing = refuse_if_busy(locked, open_rows([locked]).get(locked.pk, []), allow=LifecycleOperation.MUTATE)
         if existing is not None:
             return existing
-        current = {row.slug: row.config for row in DeckyService.objects.filter(decky=locked)}
-        old_services = [row.slug for row in DeckyService.objects.filter(decky=locked).order_by("position", "slug")]
+        stored = list(DeckyService.objects.filter(decky=locked).order_by("position", "slug"))
+        current = {row.slug: row.config for row in stored}
+        old_services = [row.slug for row in stored]
         picked = pick_new_services(old_services, locked.archetype or None, rng or _rng)
         if picked is None:
             raise NoServicesAvailableError(f"no services are available to mutate decky {locked.name!r}")
@@ -246,20 +275,17 @@ def mutate_request(
         )
         now = timezone.now()
         Decky.objects.filter(pk=locked.pk).update(last_mutated=now, updated_at=now)
-        (row,) = lifecycle_create([row_spec(locked, LifecycleOperation.MUTATE, actor, live=live, trigger=trigger)])
-        event_emit(
-            topic=state_topic(locked, "mutation"),
-            type="mutation",
-            payload={
-                "decky": locked.name,
-                "topology_id": None if locked.topology_id is None else str(locked.topology_id),
-                "old_services": old_services,
-                "new_services": list(validated),
-                "trigger": trigger,
-                "actor": actor,
-                "lifecycle_id": str(row.pk),
-            },
-        )
+        spec = row_spec(locked, LifecycleOperation.MUTATE, actor, live=live, trigger=trigger)
+        mutation = {
+            "decky": locked.name,
+            "topology_id": None if locked.topology_id is None else str(locked.topology_id),
+            "old_services": old_services,
+            "new_services": list(validated),
+            "trigger": trigger,
+            "actor": actor,
+            "lifecycle_id": str(spec.id),
+        }
+        (row,) = lifecycle_create([spec], events=[(state_topic(locked, "mutation"), "mutation", mutation)])
         jobs.submit([row], run_inline=run_inline)
     decky.last_mutated = now
     return row

@@ -25,6 +25,11 @@ class RolePermission(BasePermission):
         user = request.user
         if not user or not user.is_authenticated:
             return False
+        # Token requests learned the role with the token itself (decnet_site.authentication); sessions ask Django.
+        roles = getattr(user, "decnet_roles", None)
+        can_view, can_operate = roles if roles is not None else (None, None)
+        if can_operate is None:
+            can_operate = user.has_perm(OPERATE_PERMISSION)
         if request.method in SAFE_METHODS:
-            return bool(user.has_perm(VIEW_PERMISSION) or user.has_perm(OPERATE_PERMISSION))
-        return bool(user.has_perm(OPERATE_PERMISSION))
+            return bool(can_operate or (can_view if can_view is not None else user.has_perm(VIEW_PERMISSION)))
+        return bool(can_operate)

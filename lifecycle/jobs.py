@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from decnet_site.exceptions import ServiceUnavailableError
@@ -140,8 +139,9 @@ def _dispatch(jobs: list[uuid.UUID], run_inline: bool) -> None:
             raise QueueUnavailableError(reason, lifecycle_ids=[str(pk) for pk in rows]) from exc
 
 
-def enqueue(job: uuid.UUID, *, stamp: bool = True) -> None:
-    """Give ``job`` to the broker and (``stamp``) mark its pending rows as queued; raises what the broker raises."""
+def enqueue(job: uuid.UUID) -> None:
+    """Give ``job`` to the broker; raises what the broker raises. (New rows carry ``queued_at`` from their creation,
+    re-queued ones get it from the reaper.)"""
     from django_q.tasks import async_task
 
     async_task(
@@ -150,11 +150,6 @@ def enqueue(job: uuid.UUID, *, stamp: bool = True) -> None:
         task_name=f"job-{job}",
         group=JOB_GROUP,
         timeout=settings.DECNET_TASK_TIMEOUT,
-    )
-    if not stamp:
-        return
-    DeckyLifecycle.objects.filter(job=job, status=LifecycleStatus.PENDING).update(
-        queued_at=timezone.now(), queue_count=F("queue_count") + 1
     )
 
 

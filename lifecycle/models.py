@@ -60,7 +60,7 @@ class DeckyLifecycle(models.Model):
     worker = models.CharField(max_length=200, blank=True, default="", help_text="Process that claimed the row.")
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="Renewed by the worker while it runs.")
     queued_at = models.DateTimeField(null=True, blank=True, help_text="When the task was last handed to the broker.")
-    queue_count = models.PositiveSmallIntegerField(default=0, help_text="How often the task was handed to the broker.")
+    queue_count = models.PositiveSmallIntegerField(default=0, help_text="How often the reaper handed it over again.")
     started_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)

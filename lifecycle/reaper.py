@@ -112,7 +112,7 @@ def _requeue(job_ids: list[uuid.UUID], cutoff: datetime) -> list[str]:
         if not stamped:
             continue  # another process handed it over just now
         try:
-            jobs.enqueue(job, stamp=False)
+            jobs.enqueue(job)
         except Exception as exc:
             logger.warning("could not re-queue job %s: %s", job, exc)
             continue

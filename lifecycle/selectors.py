@@ -114,17 +114,30 @@ def parse_poll_ids(raw: Iterable[str]) -> list[str]:
     return ids
 
 
-def lifecycle_poll(*, ids: Sequence[str]) -> list[DeckyLifecycle]:
-    """Rows for ``ids`` ordered by ``started_at``; unknown or malformed ids are omitted (one query)."""
+def _valid_ids(ids: Sequence[str | uuid.UUID]) -> list[uuid.UUID]:
     valid: list[uuid.UUID] = []
     for raw in ids:
         try:
-            valid.append(uuid.UUID(str(raw)))
+            valid.append(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)))
         except ValueError:
             continue
+    return valid
+
+
+def lifecycle_poll(*, ids: Sequence[str | uuid.UUID]) -> list[DeckyLifecycle]:
+    """Rows for ``ids`` ordered by ``started_at``; unknown or malformed ids are omitted (one query)."""
+    valid = _valid_ids(ids)
     if not valid:
         return []
     return list(DeckyLifecycle.objects.filter(pk__in=valid).order_by("started_at", "id"))
+
+
+def lifecycle_poll_values(*, ids: Sequence[str | uuid.UUID], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """:func:`lifecycle_poll` as plain values of ``fields`` (one query, no model instances)."""
+    valid = _valid_ids(ids)
+    if not valid:
+        return []
+    return list(DeckyLifecycle.objects.filter(pk__in=valid).order_by("started_at", "id").values(*fields))
 
 
 def lifecycle_rows_by_id(ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, DeckyLifecycle]:

@@ -98,10 +98,10 @@ def _event_of(row: DeckyLifecycle) -> tuple[str, str, dict[str, Any]]:
     )
 
 
-def _record(rows: Sequence[DeckyLifecycle]) -> None:
+def _record(rows: Sequence[DeckyLifecycle], extra: Iterable[tuple[str, str, dict[str, Any]]] = ()) -> None:
     if not rows:
         return
-    events_emit(_event_of(row) for row in rows)
+    events_emit([*(_event_of(row) for row in rows), *extra])
 
     def announce() -> None:
         for row in rows:
@@ -125,16 +125,24 @@ class RowSpec:
     params: dict[str, Any] = field(default_factory=dict)
     actor: str = ""
     job: uuid.UUID | None = None
+    #: The row's id, when the caller must name it before it exists (an event written with it).
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 def lifecycle_create(
-    specs: Sequence[RowSpec], *, job: uuid.UUID | None = None, status: str = LifecycleStatus.PENDING
+    specs: Sequence[RowSpec],
+    *,
+    job: uuid.UUID | None = None,
+    status: str = LifecycleStatus.PENDING,
+    events: Iterable[tuple[str, str, dict[str, Any]]] = (),
 ) -> list[DeckyLifecycle]:
     """Create one row per spec with one INSERT (and one for their events), in the spec's own ``job`` when it names
     one, else all in ``job`` (a new one if None).
 
-    Rows start ``pending`` unless ``status`` says ``running`` (a change made in this very request). Raises
-    ``ValueError`` for an unknown operation or a terminal starting status.
+    Rows start ``pending`` unless ``status`` says ``running`` (a change made in this very request); a pending row is
+    stamped ``queued_at`` now (it is handed to the broker when this transaction commits). ``events`` are appended
+    with the rows' own, in the same INSERT. Raises ``ValueError`` for an unknown operation or a terminal starting
+    status.
     """
     if status not in OPEN_STATUSES:
         raise ValueError(f"a lifecycle row starts pending or running, not {status!r}")
@@ -146,6 +154,7 @@ def lifecycle_create(
             raise ValueError(f"unknown lifecycle operation {spec.operation!r}")
         rows.append(
             DeckyLifecycle(
+                id=spec.id,
                 decky_name=spec.decky_name,
                 decky_id=spec.decky_id,
                 topology_id=spec.topology_id,
@@ -155,12 +164,13 @@ def lifecycle_create(
                 params=spec.params,
                 actor=spec.actor[:150],
                 job=spec.job or job,
+                queued_at=now if status == LifecycleStatus.PENDING else None,
                 started_at=now,
                 updated_at=now,
             )
         )
     created = DeckyLifecycle.objects.bulk_create(rows)
-    _record(created)
+    _record(created, extra=events)
     return created
 
 

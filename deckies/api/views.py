@@ -95,8 +95,7 @@ class DeckyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     )
     @action(detail=True, methods=["post"])
     def deploy(self, request: Request, name: str) -> Response:
-        decky = selectors.decky_get_for_operation(name=name)
-        return accepted(operations.deploy_request(deckies=[decky], actor=actor(request)))
+        return accepted(operations.deploy_request(names=[name], actor=actor(request)))
 
     @extend_schema(
         summary="Rotate the decky's services now",
@@ -191,8 +190,7 @@ class FleetDeployView(APIView):
     def post(self, request: Request) -> Response:
         data = s.DeployInputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
-        deckies = selectors.fleet_deckies_named(data.validated_data.get("names"))
-        return accepted(operations.deploy_request(deckies=deckies, actor=actor(request)))
+        return accepted(operations.deploy_request(names=data.validated_data.get("names"), actor=actor(request)))
 
 
 class FileView(APIView):

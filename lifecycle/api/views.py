@@ -17,10 +17,12 @@ from rest_framework.views import APIView
 from decnet_site.api import Pagination, errors
 from lifecycle import selectors
 from lifecycle.api.serializers import (
+    POLL_FIELDS,
     DeckyLifecycleSerializer,
     EventSerializer,
     LifecycleAcceptedSerializer,
     LifecycleRowsSerializer,
+    poll_representation,
 )
 from lifecycle.models import DeckyLifecycle, Event
 from lifecycle.selectors import EventFilterSet, LifecycleFilterSet
@@ -62,8 +64,8 @@ class LifecyclePollView(APIView):
     )
     def get(self, request: Request) -> Response:
         ids = selectors.parse_poll_ids(request.query_params.getlist("ids"))
-        rows = selectors.lifecycle_poll(ids=ids)
-        return Response({"rows": DeckyLifecycleSerializer(rows, many=True).data})
+        rows = selectors.lifecycle_poll_values(ids=ids, fields=POLL_FIELDS)
+        return Response({"rows": poll_representation(rows)})
 
 
 @extend_schema_view(

@@ -70,7 +70,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='deckylifecycle',
             name='queue_count',
-            field=models.PositiveSmallIntegerField(default=0, help_text='How often the task was handed to the broker.'),
+            field=models.PositiveSmallIntegerField(default=0, help_text='How often the reaper handed it over again.'),
         ),
         migrations.AddField(
             model_name='deckylifecycle',

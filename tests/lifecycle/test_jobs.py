@@ -152,13 +152,14 @@ def test_a_refused_enqueue_fails_the_rows_and_answers_503(
     assert [ok for _pk, ok, _msg in recorder.recorded[0]] == [False, False]
 
 
-def test_enqueue_stamps_the_rows_as_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_rows_are_stamped_queued_and_a_job_is_one_task(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[tuple[Any, ...]] = []
     monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: sent.append(args))
     created = rows(2)
+    assert all(fetch(row).queued_at is not None for row in created)
     jobs.enqueue(created[0].job or created[0].pk)
     assert sent == [(jobs.JOB_TASK, str(created[0].job))]
-    assert all(fetch(row).queued_at is not None and fetch(row).queue_count == 1 for row in created)
+    assert all(fetch(row).queue_count == 0 for row in created)  # only the reaper's hand-overs count
 
 
 # --- the reaper -------------------------------------------------------------------------------------------------------
