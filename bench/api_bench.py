@@ -7,8 +7,9 @@ check, serialisation and the exception handler are all on the path). Jobs are re
 broker (a private Redis database when ``REDIS_URL`` is set, else the ORM broker) but no worker consumes them: the
 202 figures are what an operator waits for, not the Docker work behind them. Nothing touches Docker.
 
-Every row reports the median and p99 in milliseconds and the database queries of one request, counted on the
-request's own connection (Django's per-request connection handling is switched off for the run, so the count can
+Every row reports the median and p99 in milliseconds and the database queries of one request (SQL statements;
+the transaction's BEGIN/COMMIT, which Django also logs, in a column of their own), counted on the request's own
+connection (Django's per-request connection handling is switched off for the run, so the count can
 never read 0 for a request that did query).
 
 - ``POST /deckies/{name}/deploy/``, ``…/mutate/``, ``…/teardown/`` (202, one fresh lifecycle row each);
@@ -46,16 +47,21 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[index]
 
 
+_TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"})
+
+
 def measure(
     name: str, rounds: int, request: Callable[[int], Any], expect: int, after: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Run ``request(i)`` ``rounds`` times (``after`` between rounds, untimed and uncounted); latency in ms
-    (median, p99) and the queries of one request (the largest count seen)."""
+    (median, p99), the SQL statements of one request (the largest count seen) and, apart, its transaction
+    statements (BEGIN, COMMIT, savepoints), which Django logs as queries too."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     timings: list[float] = []
     queries: list[int] = []
+    transaction_statements: list[int] = []
     for index in range(rounds):
         connection.queries_log.clear()  # the log is a bounded deque: a full one would count 0
         with CaptureQueriesContext(connection) as captured:
@@ -64,7 +70,10 @@ def measure(
             timings.append((time.perf_counter() - started) * 1000)
         if response.status_code != expect:
             raise SystemExit(f"{name}: expected {expect}, got {response.status_code}: {response.content[:300]!r}")
-        queries.append(len(captured.captured_queries))
+        statements = [query["sql"].split(None, 1)[0].upper() for query in captured.captured_queries]
+        control = sum(1 for word in statements if word in _TRANSACTION_CONTROL)
+        queries.append(len(statements) - control)
+        transaction_statements.append(control)
         if after is not None:
             after()
     if min(queries) == 0:
@@ -75,6 +84,7 @@ def measure(
         "median_ms": round(statistics.median(timings), 2),
         "p99_ms": round(_percentile(timings, 0.99), 2),
         "queries": max(queries),
+        "transaction_statements": max(transaction_statements),
     }
 
 
@@ -214,11 +224,11 @@ def main() -> None:
         print(json.dumps({"database": engine, "test_database": test_name, "broker": broker, "results": results}))
         return
     print(f"database: {engine} ({test_name}), broker: {broker}, fleet: {args.deckies} deckies")
-    print(f"{'endpoint':<44} {'rounds':>6} {'median ms':>10} {'p99 ms':>8} {'queries':>8}")
+    print(f"{'endpoint':<44} {'rounds':>6} {'median ms':>10} {'p99 ms':>8} {'queries':>8} {'+ tx':>5}")
     for row in results:
         print(
             f"{row['endpoint']:<44} {row['rounds']:>6} {row['median_ms']:>10.2f} {row['p99_ms']:>8.2f} "
-            f"{row['queries']:>8}"
+            f"{row['queries']:>8} {row['transaction_statements']:>5}"
         )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from deckies.catalogue.mutation import pick_new_services
@@ -123,17 +124,41 @@ def refuse_if_busy(decky: Decky, rows: Sequence[DeckyLifecycle], *, allow: str |
     return None
 
 
-def lock(decky: Decky) -> Decky:
-    """Take the decky's row lock for the rest of the transaction; raises NotFoundError if it was deleted."""
-    locked = Decky.objects.select_for_update().filter(pk=decky.pk).first()
+def _lockable() -> QuerySet[Decky]:
+    """Deckies to lock, each annotated with ``has_open_rows`` (whether a pending or running row acts on it)."""
+    open_subquery = DeckyLifecycle.objects.filter(decky_id=OuterRef("pk"), status__in=sorted(OPEN_STATUSES))
+    return Decky.objects.select_for_update(of=("self",)).annotate(has_open_rows=Exists(open_subquery))
+
+
+def lock(decky: Decky | None = None, *, name: str | None = None) -> Decky:
+    """Take the row lock of ``decky`` (or of the fleet decky called ``name``) for the rest of the transaction.
+
+    The locked instance carries ``has_open_rows``, read in the same query, so the common case (nothing open) costs
+    no second query; see :func:`busy_rows`. Raises NotFoundError if the decky was deleted, DeckyNotFoundError (404)
+    for an unknown name.
+    """
+    queryset = _lockable()
+    if decky is not None:
+        locked = queryset.filter(pk=decky.pk).first()
+        if locked is None:
+            raise NotFoundError(f"decky {decky.name!r} no longer exists")
+        return locked
+    locked = queryset.filter(name=name, topology__isnull=True).first()
     if locked is None:
-        raise NotFoundError(f"decky {decky.name!r} no longer exists")
+        raise DeckyNotFoundError(f"decky {name!r} does not exist in the fleet", decky_name=name)
     return locked
+
+
+def busy_rows(locked: Decky) -> list[DeckyLifecycle]:
+    """The open rows of a decky taken with :func:`lock` (no query when it had none)."""
+    if not getattr(locked, "has_open_rows", True):
+        return []
+    return open_rows([locked]).get(locked.pk, [])
 
 
 def _single(decky: Decky, operation: str, run_inline: bool, actor: str | None, **params: object) -> DeckyLifecycle:
     """Under the decky's lock: reuse the open row of ``operation`` or create and submit a new one."""
-    existing = refuse_if_busy(decky, open_rows([decky]).get(decky.pk, []), allow=operation)
+    existing = refuse_if_busy(decky, busy_rows(decky), allow=operation)
     if existing is not None:
         return existing
     (row,) = lifecycle_create([row_spec(decky, operation, actor, **params)])
@@ -169,10 +194,11 @@ def deploy_request(
             )
     rows: dict[int, DeckyLifecycle] = {}
     with transaction.atomic():
-        # One query finds and locks them, in primary-key order (concurrent bulk requests never deadlock), and one
-        # reads their open rows: a whole-fleet deploy costs these two plus the two INSERTs of its rows and events.
+        # One query finds and locks them, in primary-key order (concurrent bulk requests never deadlock), and tells
+        # which have open rows (read only for those): a deploy costs this plus the INSERTs of its rows and events.
         locked = _lock_fleet(deckies, names)
-        busy = open_rows(locked)
+        with_open = [decky for decky in locked if getattr(decky, "has_open_rows", True)]
+        busy = open_rows(with_open) if with_open else {}
         specs: list[RowSpec] = []
         for decky in sorted(locked, key=lambda d: d.name):
             existing = refuse_if_busy(decky, busy.get(decky.pk, []), allow=LifecycleOperation.DEPLOY)
@@ -193,7 +219,7 @@ def deploy_request(
 
 def _lock_fleet(deckies: Sequence[Decky] | None, names: Sequence[str] | None) -> list[Decky]:
     """Lock the fleet deckies given (by instance, by name, or all of them) with one query, in primary-key order."""
-    queryset = Decky.objects.select_for_update().filter(topology__isnull=True).order_by("pk")
+    queryset = _lockable().filter(topology__isnull=True).order_by("pk")
     if deckies is not None:
         wanted = sorted({decky.pk for decky in deckies})
         locked = list(queryset.filter(pk__in=wanted))
@@ -239,7 +265,8 @@ def is_live(decky: Decky) -> bool:
 
 def mutate_request(
     *,
-    decky: Decky,
+    decky: Decky | None = None,
+    name: str | None = None,
     live: bool | None = None,
     run_inline: bool = False,
     trigger: str = "operator",
@@ -252,13 +279,13 @@ def mutate_request(
     services keep their config, new ones start from their defaults. An open mutate row is returned as is (no new
     pick). ``live`` says whether the decky's containers exist (default for a fleet decky: its state; a topology
     decky's caller decides from the topology's status, under its lock); when they do not, only the desired state
-    changes. Emits ``…mutation``. Raises :class:`NoServicesAvailableError` (404) when the pool is empty and
-    :class:`OperationInProgressError` (409).
+    changes. The decky is given as an instance or, for a fleet decky, by ``name``. Emits ``…mutation``. Raises
+    :class:`DeckyNotFoundError` / :class:`NoServicesAvailableError` (404) and :class:`OperationInProgressError` (409).
     """
     with transaction.atomic():
-        locked = lock(decky)
+        locked = lock(decky, name=name)
         live = is_live(locked) if live is None else live
-        existing = refuse_if_busy(locked, open_rows([locked]).get(locked.pk, []), allow=LifecycleOperation.MUTATE)
+        existing = refuse_if_busy(locked, busy_rows(locked), allow=LifecycleOperation.MUTATE)
         if existing is not None:
             return existing
         stored = list(DeckyService.objects.filter(decky=locked).order_by("position", "slug"))
@@ -287,21 +314,26 @@ def mutate_request(
         }
         (row,) = lifecycle_create([spec], events=[(state_topic(locked, "mutation"), "mutation", mutation)])
         jobs.submit([row], run_inline=run_inline)
-    decky.last_mutated = now
+    if decky is not None:
+        decky.last_mutated = now
     return row
 
 
-def teardown_request(*, decky: Decky, run_inline: bool = False, actor: str | None = None) -> DeckyLifecycle:
-    """Queue the removal of every container of a fleet decky, its base (IP holder) included.
+def teardown_request(
+    *, decky: Decky | None = None, name: str | None = None, run_inline: bool = False, actor: str | None = None
+) -> DeckyLifecycle:
+    """Queue the removal of every container of a fleet decky (an instance, or by ``name``), its base included.
 
     The decky's record stays (state ``torn_down``) so it can be deployed again or deleted. An open teardown row
-    is reused. Raises :class:`WrongScopeError` (422) for a topology decky and :class:`OperationInProgressError`.
+    is reused. Raises :class:`WrongScopeError` (422) for a topology decky, :class:`DeckyNotFoundError` (404) for
+    an unknown name and :class:`OperationInProgressError` (409).
     """
-    if decky.topology_id is not None:
+    if decky is not None and decky.topology_id is not None:
         raise WrongScopeError(f"decky {decky.name!r} belongs to a topology; tear the topology down instead")
     with transaction.atomic():
-        row = _single(lock(decky), LifecycleOperation.TEARDOWN, run_inline, actor)
-    logger.info("teardown of %s requested by %s", decky.name, actor or "system")
+        locked = lock(decky, name=name)
+        row = _single(locked, LifecycleOperation.TEARDOWN, run_inline, actor)
+    logger.info("teardown of %s requested by %s", locked.name, actor or "system")
     return row
 
 

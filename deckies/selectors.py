@@ -92,14 +92,6 @@ def decky_get(*, name: str, topology_id: uuid.UUID | str | None = None) -> Decky
     return decky
 
 
-def decky_get_for_operation(*, name: str, topology_id: uuid.UUID | str | None = None) -> Decky:
-    """The bare decky row (one query), for requests that lock and load what they need themselves."""
-    decky = _scoped(Decky.objects.all(), name, topology_id).first()
-    if decky is None:
-        raise _not_found(name, topology_id)
-    return decky
-
-
 def fleet_deckies_named(names: Sequence[str] | None) -> list[Decky]:
     """The fleet deckies called ``names`` (all fleet deckies when None), ordered by name.
 

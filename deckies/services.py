@@ -23,7 +23,7 @@ from deckies.catalogue.archetypes import get_archetype
 from deckies.catalogue.distros import distro_for_index, get_distro, random_hostname
 from deckies.catalogue.fields import validate_config
 from deckies.catalogue.fingerprints import all_os_families
-from deckies.catalogue.services import ServiceSpec, get_service, make_custom_service
+from deckies.catalogue.services import ServiceSpec, all_services, get_service, make_custom_service
 from deckies.choices import DEPLOYED_STATES
 from deckies.models import CustomService, Decky, DeckyService, Host, Network
 from decnet_site.exceptions import ConflictError, InvalidInputError, UnprocessableError
@@ -60,7 +60,9 @@ def validate_decky_services(
     stray = sorted(set(configs) - set(slugs))
     if stray:
         raise InvalidInputError(f"config given for services the decky does not have: {', '.join(stray)}")
-    custom = custom_service_specs()
+    builtin = {spec.slug for spec in all_services()}
+    # The bring-your-own table is read only when a slug is not built in (most requests never need it).
+    custom = {} if builtin.issuperset(slugs) else custom_service_specs()
     validated: dict[str, dict[str, Any]] = {}
     for slug in slugs:
         spec = service_spec(slug, custom)

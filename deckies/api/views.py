@@ -109,8 +109,7 @@ class DeckyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     )
     @action(detail=True, methods=["post"])
     def mutate(self, request: Request, name: str) -> Response:
-        decky = selectors.decky_get_for_operation(name=name)
-        return accepted([operations.mutate_request(decky=decky, actor=actor(request))])
+        return accepted([operations.mutate_request(name=name, actor=actor(request))])
 
     @extend_schema(
         summary="Tear one decky down (its base container included)",
@@ -119,8 +118,7 @@ class DeckyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     )
     @action(detail=True, methods=["post"])
     def teardown(self, request: Request, name: str) -> Response:
-        decky = selectors.decky_get_for_operation(name=name)
-        return accepted([operations.teardown_request(decky=decky, actor=actor(request))])
+        return accepted([operations.teardown_request(name=name, actor=actor(request))])
 
     @extend_schema(
         summary="Add one service live (only that container starts)",

@@ -321,6 +321,22 @@ class TestOperations:
         assert again.status_code == 202
         assert again.json()["lifecycle_ids"] == first
 
+    @pytest.mark.parametrize(("verb", "budget"), [("deploy", 4), ("mutate", 8), ("teardown", 4)])
+    def test_query_budget(self, operator: User, verb: str, budget: int) -> None:
+        """One 202 costs at most ``budget`` SQL statements, token authentication and the role check included
+        (BEGIN/COMMIT apart); the open-row read is folded into the lock while nothing is open."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        decky = _deployed(DeckyFactory.create(services=["ssh", "http"]))
+        client = APIClient(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=operator).key}")
+        with CaptureQueriesContext(connection) as captured:
+            response = client.post(f"{DECKIES}{decky.name}/{verb}/")
+        assert response.status_code == 202, response.content
+        statements = [query["sql"].split(None, 1)[0].upper() for query in captured.captured_queries]
+        counted = [word for word in statements if word not in {"BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"}]
+        assert len(counted) <= budget, "\n".join(query["sql"][:160] for query in captured.captured_queries)
+
     def test_operation_errors(self, operator_client: APIClient) -> None:
         decky = DeckyFactory.create()
         for verb in ("deploy", "mutate", "teardown"):
